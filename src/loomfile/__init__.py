@@ -1,0 +1,61 @@
+"""loomfile: fast, safe, loompy-compatible Loom files.
+
+Use it as a drop-in for loompy::
+
+    import loomfile as loompy
+
+    with loompy.connect("data.loom") as ds:
+        ds[:, ds.ca.ClusterID == 3]
+"""
+
+from __future__ import annotations
+
+from ._errors import (
+    LoomClosedError,
+    LoomError,
+    LoomFormatError,
+    LoomKeyError,
+    LoomNotFoundError,
+    LoomReadOnlyError,
+    LoomValueError,
+    SelectionError,
+)
+from ._format import SPEC_VERSION as loom_spec_version
+from ._format import timestamp
+from ._ops import combine
+from ._validator import LoomValidator
+from .attributes import AttributeManager, GlobalAttributeManager
+from .connection import LoomConnection, connect, create, new
+from .graphs import GraphManager
+from .layers import LayerManager, LoomLayer, MemoryLoomLayer
+from .view import LoomView, ViewManager
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AttributeManager",
+    "GlobalAttributeManager",
+    "GraphManager",
+    "LayerManager",
+    "LoomClosedError",
+    "LoomConnection",
+    "LoomError",
+    "LoomFormatError",
+    "LoomKeyError",
+    "LoomLayer",
+    "LoomNotFoundError",
+    "LoomReadOnlyError",
+    "LoomValidator",
+    "LoomValueError",
+    "LoomView",
+    "MemoryLoomLayer",
+    "SelectionError",
+    "ViewManager",
+    "__version__",
+    "combine",
+    "connect",
+    "create",
+    "loom_spec_version",
+    "new",
+    "timestamp",
+]

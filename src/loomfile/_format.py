@@ -1,0 +1,326 @@
+"""The Loom layout: paths, spec versions, dtype rules, string coding, timestamps.
+
+This is the only module that knows how a Loom file is laid out in HDF5. Everything else asks it for
+paths and for the encoded/decoded form of values.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import numbers
+import re
+from typing import Any, Literal
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+
+from ._errors import LoomValueError
+
+Axis = Literal[0, 1]
+
+SPEC_VERSION = "3.0.0"
+MATRIX_PATH = "/matrix"
+LAYERS_GROUP = "/layers"
+GLOBALS_GROUP = "/attrs"
+ATTR_GROUPS = ("/row_attrs", "/col_attrs")
+GRAPH_GROUPS = ("/row_graphs", "/col_graphs")
+LEGACY_GRAPH_GROUPS = ("/row_edges", "/col_edges")
+REQUIRED_GROUPS = (GLOBALS_GROUP, LAYERS_GROUP, *ATTR_GROUPS, *GRAPH_GROUPS)
+TIMESTAMP_ATTR = "last_modified"
+SPEC_VERSION_NAME = "LOOM_SPEC_VERSION"
+
+MATRIX_DTYPES = frozenset(
+    ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64"]
+)
+CHUNK_EDGE = 64
+COMPRESSION = "gzip"
+COMPRESSION_LEVEL = 2
+AXIS_NAMES = ("row", "column")
+
+UTF8 = h5py.string_dtype("utf-8")
+
+
+# --- paths ---------------------------------------------------------------------------------------
+
+
+def layer_path(name: str) -> str:
+    """HDF5 path of a layer; the main matrix is the layer named ""."""
+    return MATRIX_PATH if name == "" else f"{LAYERS_GROUP}/{name}"
+
+
+def attr_path(axis: int, name: str) -> str:
+    return f"{ATTR_GROUPS[axis]}/{name}"
+
+
+def graph_path(axis: int, name: str) -> str:
+    return f"{GRAPH_GROUPS[axis]}/{name}"
+
+
+def check_name(kind: str, name: object, *, allow_empty: bool = False) -> str:
+    """Return ``name`` if it can name an HDF5 object, else raise naming the problem."""
+    if not isinstance(name, str):
+        msg = f"{kind} names must be strings, not {type(name).__name__} ({name!r})"
+        raise LoomValueError(msg)
+    if name == "" and not allow_empty:
+        msg = f"{kind} name cannot be empty"
+        raise LoomValueError(msg)
+    if "/" in name:
+        msg = f"{kind} name {name!r} cannot contain '/'"
+        raise LoomValueError(msg)
+    if "\x00" in name:
+        msg = f"{kind} name {name!r} cannot contain a NUL character"
+        raise LoomValueError(msg)
+    if name in (".", ".."):
+        msg = f"{kind} name {name!r} is not allowed"
+        raise LoomValueError(msg)
+    return name
+
+
+# --- timestamps and versions ---------------------------------------------------------------------
+
+
+def timestamp() -> str:
+    """Compact ISO 8601 UTC timestamp, as loompy writes it (``20241107T101530.123456Z``)."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def parse_spec_version(raw: object) -> tuple[int, ...]:
+    """Parse a LOOM_SPEC_VERSION value (str, bytes, scalar or array) into a comparable tuple.
+
+    Unparseable or missing versions count as ``(0, 0, 0)`` (an old file).
+    """
+    value = raw
+    if isinstance(value, np.ndarray):
+        value = value.ravel()[0] if value.size else ""
+    if isinstance(value, bytes | np.bytes_):
+        value = bytes(value).decode("utf-8", "replace")
+    parts = re.findall(r"\d+", str(value))
+    if not parts:
+        return (0, 0, 0)
+    return tuple(int(p) for p in parts[:3])
+
+
+def matrix_chunks(shape: tuple[int, int]) -> tuple[int, int]:
+    """loompy's chunk shape: 64 x 64, clipped to the matrix (HDF5 needs non-zero chunk edges)."""
+    return (max(1, min(CHUNK_EDGE, shape[0])), max(1, min(CHUNK_EDGE, shape[1])))
+
+
+def matrix_dataset_options(shape: tuple[int, int], dtype: np.dtype[Any]) -> dict[str, Any]:
+    """h5py ``create_dataset`` keywords for a layer, matching loompy's layout."""
+    return {
+        "shape": shape,
+        "dtype": dtype,
+        "maxshape": (shape[0], None),
+        "chunks": matrix_chunks(shape),
+        "compression": COMPRESSION,
+        "compression_opts": COMPRESSION_LEVEL,
+        "shuffle": False,
+        "fletcher32": False,
+        "fillvalue": 0,
+    }
+
+
+def attr_dataset_options(values: np.ndarray[Any, Any]) -> dict[str, Any]:
+    """h5py ``create_dataset`` keywords for a row/column attribute."""
+    maxshape = (values.shape[0], *([None] * (values.ndim - 1)))
+    options: dict[str, Any] = {"maxshape": maxshape}
+    if values.size > 0:
+        options.update(compression=COMPRESSION, compression_opts=COMPRESSION_LEVEL, shuffle=False)
+    return options
+
+
+# --- matrices ------------------------------------------------------------------------------------
+
+
+def check_matrix_dtype(dtype: npt.DTypeLike, what: str) -> np.dtype[Any]:
+    """Return the dtype if Loom allows it for a matrix, else raise."""
+    dt = np.dtype(dtype)
+    if dt.name not in MATRIX_DTYPES:
+        msg = f"{what} has dtype {dt}; Loom matrices must be integer or float (one of {sorted(MATRIX_DTYPES)})"
+        raise LoomValueError(msg)
+    return dt
+
+
+def check_finite(values: np.ndarray[Any, Any], what: str) -> None:
+    """Loom (like loompy) does not allow NaN or infinity in layers."""
+    if values.dtype.kind == "f" and values.size and not np.isfinite(values).all():
+        msg = f"{what} contains NaN or infinite values, which Loom layers cannot hold"
+        raise LoomValueError(msg)
+
+
+# --- strings -------------------------------------------------------------------------------------
+
+_CHAR_REF = re.compile(r"&#(?:x([0-9a-fA-F]+)|([0-9]+));")
+
+
+def _unescape_char_ref(match: re.Match[str]) -> str:
+    hexa, dec = match.groups()
+    code = int(hexa, 16) if hexa is not None else int(dec)
+    try:
+        return chr(code)
+    except (ValueError, OverflowError):
+        return match.group(0)
+
+
+def unescape_char_refs(text: str) -> str:
+    """Undo the XML character references loompy 2 wrote for non-ASCII text (``&#233;`` -> ``é``).
+
+    Only numeric references are decoded: ``&amp;`` in the text stays as it is (loompy's
+    ``html.unescape`` turned it into ``&``, changing the user's data).
+    """
+    return _CHAR_REF.sub(_unescape_char_ref, text) if "&#" in text else text
+
+
+def escape_legacy(text: str) -> bytes:
+    """Encode text for a spec-2 (fixed-length ASCII) file, reversibly.
+
+    ``&#`` is escaped first so that text which already looks like a character reference survives
+    :func:`unescape_char_refs`; non-ASCII characters become numeric references, as loompy 2 wrote.
+    """
+    return text.replace("&#", "&#38;#").encode("ascii", "xmlcharrefreplace")
+
+
+def decode_bytes(raw: bytes) -> str:
+    """Bytes from a file as text: UTF-8 (ASCII is a subset); undecodable bytes are kept as escapes."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "surrogateescape")
+
+
+def _is_ascii_declared(dtype: np.dtype[Any]) -> bool:
+    info = h5py.check_string_dtype(dtype)
+    return info is not None and info.encoding == "ascii"
+
+
+def decode_string_array(raw: np.ndarray[Any, Any], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
+    """Decode a string dataset's values into an object array of ``str``.
+
+    Strings declared ASCII (spec 2 fixed-length, loomR variable-length) may carry XML character
+    references; strings declared UTF-8 are taken as they are.
+    """
+    unescape = _is_ascii_declared(dtype)
+    flat = raw.ravel()
+    out = np.empty(flat.shape, dtype=object)
+    for i, item in enumerate(flat):
+        text = decode_bytes(item) if isinstance(item, bytes) else str(item)
+        out[i] = unescape_char_refs(text) if unescape else text
+    return out.reshape(raw.shape)
+
+
+def decode_scalar_string(value: object, dtype: np.dtype[Any] | None) -> str:
+    text = decode_bytes(bytes(value)) if isinstance(value, bytes | np.bytes_) else str(value)
+    if dtype is None or dtype.kind == "S" or _is_ascii_declared(dtype):
+        return unescape_char_refs(text)
+    return text
+
+
+def is_string_dtype(dtype: np.dtype[Any]) -> bool:
+    return dtype.kind in "SU" or h5py.check_string_dtype(dtype) is not None
+
+
+def decode_values(raw: Any, dtype: np.dtype[Any]) -> Any:
+    """Values read from a dataset or HDF5 attribute, in the form users get them."""
+    if isinstance(raw, np.ndarray):
+        if is_string_dtype(dtype) or (raw.dtype.kind == "O" and raw.size and isinstance(raw.flat[0], bytes)):
+            return decode_string_array(raw, dtype)
+        return raw
+    if isinstance(raw, bytes | np.bytes_ | str):
+        return decode_scalar_string(raw, dtype)
+    return raw
+
+
+# --- attribute values ------------------------------------------------------------------------------
+
+
+def _object_to_array(values: np.ndarray[Any, Any], what: str) -> np.ndarray[Any, Any]:
+    """Resolve an object array into strings or numbers, refusing mixtures and None."""
+    flat = values.ravel()
+    if any(v is None for v in flat):
+        msg = f"{what} contains None; use '' for missing text or NaN for missing numbers"
+        raise LoomValueError(msg)
+    if all(isinstance(v, str) for v in flat):
+        return values
+    if all(isinstance(v, bytes | np.bytes_) for v in flat):
+        out = np.empty(values.shape, dtype=object)
+        out.ravel()[:] = [decode_bytes(bytes(v)) for v in flat]
+        return out
+    if all(isinstance(v, numbers.Number | np.bool_) for v in flat):
+        return np.asarray(flat.tolist()).reshape(values.shape)
+    kinds = sorted({type(v).__name__ for v in flat})
+    msg = f"{what} mixes value types ({', '.join(kinds)}); convert it to one type (e.g. all str) first"
+    raise LoomValueError(msg)
+
+
+def _as_array(values: Any, what: str) -> np.ndarray[Any, Any]:
+    if hasattr(values, "toarray") and callable(values.toarray):  # scipy.sparse
+        values = values.toarray()
+    if isinstance(values, np.matrix):
+        values = np.asarray(values)
+        if 1 in values.shape:
+            values = values.ravel()
+    try:
+        return np.asarray(values)
+    except ValueError as e:
+        msg = f"{what} could not be turned into an array ({e}); ragged lists are not allowed"
+        raise LoomValueError(msg) from None
+
+
+def normalize_values(values: Any, what: str, *, allow_scalar: bool = False) -> np.ndarray[Any, Any]:
+    """Validate and convert user values for an attribute into a storable array.
+
+    Strings become object arrays of ``str``; bool becomes uint8 (Loom has no bool); numbers keep
+    their dtype; structured (compound) arrays of numbers are kept. Anything else is refused with
+    a message naming ``what``.
+    """
+    arr = _as_array(values, what)
+    if arr.ndim == 0 and not allow_scalar:
+        msg = f"{what} must be an array with one value per row/column, not a scalar ({values!r})"
+        raise LoomValueError(msg)
+    kind = arr.dtype.kind
+    if kind == "O":
+        arr = _object_to_array(arr, what)
+        kind = arr.dtype.kind
+    if kind == "b":
+        return arr.astype(np.uint8)
+    if kind in "iuf":
+        return arr
+    if kind == "U":
+        out = np.empty(arr.shape, dtype=object)
+        out.ravel()[:] = [str(v) for v in arr.ravel()]
+        arr = out
+    elif kind == "S":
+        out = np.empty(arr.shape, dtype=object)
+        out.ravel()[:] = [decode_bytes(bytes(v)) for v in arr.ravel()]
+        arr = out
+    elif kind == "V" and arr.dtype.names is not None:
+        for field in arr.dtype.names:
+            if arr.dtype.fields is not None and arr.dtype.fields[field][0].kind not in "iufbS":
+                msg = f"{what} has a compound field {field!r} of unsupported dtype {arr.dtype.fields[field][0]}"
+                raise LoomValueError(msg)
+        return arr
+    if arr.dtype.kind == "O":
+        for v in arr.ravel():
+            if "\x00" in v:
+                msg = f"{what} contains a string with a NUL character, which HDF5 strings cannot hold"
+                raise LoomValueError(msg)
+        return arr
+    msg = f"{what} has dtype {arr.dtype}; Loom attributes hold integers, floats or strings"
+    raise LoomValueError(msg)
+
+
+def encode_for_file(values: np.ndarray[Any, Any], *, legacy: bool) -> tuple[Any, Any]:
+    """(data, h5py dtype) to store normalized values; strings as UTF-8, or escaped ASCII if legacy."""
+    if values.dtype.kind != "O":
+        return values, values.dtype
+    if legacy:
+        flat = [escape_legacy(v) for v in values.ravel()]
+        encoded = np.array(flat, dtype=bytes).reshape(values.shape) if flat else np.zeros(values.shape, "S1")
+        return encoded, encoded.dtype
+    return values, UTF8
+
+
+def escape_html(text: object) -> str:
+    return html.escape(str(text))

@@ -1,0 +1,345 @@
+"""File-level operations shared by connections: scan bands, orderings, appending columns."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sparse
+
+from . import _format as fmt
+from ._errors import LoomValueError, SelectionError
+from ._selection import AxisSelection
+
+if TYPE_CHECKING:
+    from .connection import LoomConnection
+
+
+def check_ordering(ordering: Any, n: int, axis: int) -> np.ndarray:
+    """A permutation of ``range(n)``, or a clear error (loompy accepted anything and lost data)."""
+    order = np.asarray(ordering).ravel()
+    if order.dtype.kind not in "iu":
+        msg = f"ordering must be integers, not {order.dtype}"
+        raise LoomValueError(msg)
+    if order.shape[0] != n or not np.array_equal(np.sort(order), np.arange(n)):
+        msg = f"ordering must be a permutation of the {n} {fmt.AXIS_NAMES[axis]} indices 0..{n - 1}"
+        raise LoomValueError(msg)
+    return order.astype(np.intp)
+
+
+def scan_items(items: Any, n: int, axis: int) -> np.ndarray:
+    """The positions a scan visits: all, from an int onwards, a mask, or a list (order kept)."""
+    if items is None:
+        return np.arange(n, dtype=np.intp)
+    if isinstance(items, int | np.integer) and not isinstance(items, bool):
+        return np.arange(int(items), n, dtype=np.intp)
+    return AxisSelection.from_key(np.asarray(items), n, axis).indices
+
+
+def scan_bands(items: np.ndarray, n: int, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
+    """loompy's scan bands: (ix, positions in [ix, ix + batch_size) selected, in the items' order).
+
+    A band whose every position is selected comes back whole and in order, as in loompy.
+    """
+    if batch_size < 1:
+        msg = f"batch_size must be at least 1, not {batch_size}"
+        raise LoomValueError(msg)
+    for ix in range(0, n, batch_size):
+        width = min(n - ix, batch_size)
+        local = items - ix
+        local = local[(local >= 0) & (local < width)]
+        if local.size == 0:
+            continue
+        if local.size == width:
+            local = np.arange(width, dtype=np.intp)
+        yield ix, ix + local
+
+
+def _layers_dict(ds: LoomConnection, layers: Any) -> dict[str, Any]:
+    from .layers import LayerManager, LoomLayer, MemoryLoomLayer
+
+    if isinstance(layers, np.ndarray) or sparse.issparse(layers):
+        return {"": layers}
+    if isinstance(layers, LayerManager):
+        return {k: layers[k] for k in layers.keys()}
+    if isinstance(layers, Mapping):
+        out = dict(layers)
+    else:
+        msg = f"layers must be a matrix, a dict of matrices or a LayerManager, not {type(layers).__name__}"
+        raise LoomValueError(msg)
+    for k, v in out.items():
+        if isinstance(v, LoomLayer | MemoryLoomLayer):
+            out[k] = v[:, :]
+    return out
+
+
+def _fill_value(fill_values: Any, name: str, like: np.ndarray) -> Any:
+    if fill_values == "auto":
+        return "" if like.dtype.kind == "O" else np.zeros(1, dtype=like.dtype)[0]
+    return fill_values[name]
+
+
+def add_columns(
+    ds: LoomConnection,
+    layers: Any,
+    col_attrs: Mapping[str, Any],
+    *,
+    row_attrs: Mapping[str, Any] | None = None,
+    fill_values: Any = None,
+) -> None:
+    """Append columns to every layer and column attribute (loompy's ``add_columns``).
+
+    Everything is checked before the file is touched. Attributes that cannot be kept (present on
+    one side only, without ``fill_values``) are dropped as loompy does, but with a warning.
+    """
+    from .layers import check_layer_value
+
+    store = ds._store
+    store.require_writable("add columns")
+    new_layers = _layers_dict(ds, layers)
+    shape = store.shape
+    is_new = shape == (0, 0)
+    if is_new and row_attrs is None:
+        msg = "row_attrs must be provided when adding columns to an empty (new) Loom file"
+        raise LoomValueError(msg)
+    if not new_layers:
+        msg = "add_columns needs at least one layer"
+        raise LoomValueError(msg)
+    if is_new and "" not in new_layers:
+        msg = "add_columns on an empty file needs the main matrix (layer '')"
+        raise LoomValueError(msg)
+    n_rows = shape[0]
+    if is_new:
+        n_rows = int(np.asarray(new_layers[""].shape)[0])
+    n_new = None
+    for name, matrix in new_layers.items():
+        if not is_new and name not in store.layer_names():
+            msg = f"Layer {name!r} does not exist in the target file (layers: {store.layer_names()})"
+            raise LoomValueError(msg)
+        m_shape, _ = check_layer_value(matrix, name, None)
+        if m_shape[0] != n_rows:
+            msg = f"Layer {name!r} has {m_shape[0]} rows but the file has {n_rows}"
+            raise LoomValueError(msg)
+        if n_new is None:
+            n_new = m_shape[1]
+        elif m_shape[1] != n_new:
+            msg = f"Layer {name!r} has {m_shape[1]} columns but the first layer had {n_new}"
+            raise LoomValueError(msg)
+    assert n_new is not None
+    if not is_new:
+        missing = [k for k in store.layer_names() if k not in new_layers]
+        if missing:
+            msg = f"add_columns needs values for every layer of the file; missing: {missing}"
+            raise LoomValueError(msg)
+
+    incoming = {k: fmt.normalize_values(v, f"Column attribute {k!r}") for k, v in col_attrs.items()}
+    for k, v in incoming.items():
+        if v.shape[0] != n_new:
+            msg = f"Column attribute {k!r} has {v.shape[0]} values but {n_new} columns are being added"
+            raise LoomValueError(msg)
+    existing = {} if is_new else {k: ds.ca[k] for k in ds.ca.keys()}
+    final: dict[str, np.ndarray] = {}
+    dropped: list[str] = []
+    for k in sorted(set(existing) | set(incoming), key=lambda s: (s not in existing, s)):
+        old = existing.get(k)
+        new = incoming.get(k)
+        if is_new:
+            final[k] = new  # type: ignore[assignment]
+            continue
+        if old is None or new is None:
+            if fill_values is None:
+                dropped.append(k)
+                continue
+            like = new if old is None else old
+            value = _fill_value(fill_values, k, like)
+            n_fill = shape[1] if old is None else n_new
+            filler = np.full((n_fill, *like.shape[1:]), value, dtype=like.dtype)
+            old, new = (filler, new) if old is None else (old, filler)
+        assert old is not None and new is not None
+        if old.shape[1:] != new.shape[1:]:
+            dropped.append(k)
+            continue
+        final[k] = np.concatenate([old, fmt.normalize_values(new, k)])
+    if dropped:
+        warnings.warn(
+            f"add_columns dropped column attributes not present on both sides: {dropped} "
+            "(pass fill_values to keep them)",
+            UserWarning,
+            stacklevel=3,
+        )
+    if is_new:
+        assert row_attrs is not None
+        for k, v in row_attrs.items():
+            ds.ra[k] = v
+        for name, matrix in [("", new_layers[""])] + [(k, v) for k, v in new_layers.items() if k != ""]:
+            ds.layers[name] = matrix
+        for k, v in final.items():
+            ds.ca[k] = v
+        return
+    old_n = shape[1]
+    total = old_n + n_new
+    store.resize_columns(total)
+    rows = AxisSelection.full(n_rows)
+    cols = AxisSelection(total, np.arange(old_n, total, dtype=np.intp), contiguous=slice(old_n, total))
+    for name, matrix in new_layers.items():
+        dense = matrix.toarray() if sparse.issparse(matrix) else np.asarray(matrix)
+        store.write_layer(name, rows, cols, dense.astype(store.layer(name).dtype, copy=False))
+    for k in dropped:
+        if k in existing:
+            del ds.ca[k]
+    for k, v in final.items():
+        ds.ca[k] = v
+    store.flush()
+
+
+def key_ordering(this: np.ndarray, other: np.ndarray, key: str) -> np.ndarray:
+    """Positions in ``other`` of each value of ``this`` (both unique keys), or a clear error."""
+    if len(np.unique(this)) != len(this) or len(np.unique(other)) != len(other):
+        msg = f"Row attribute {key!r} must have unique values in both files to align rows"
+        raise LoomValueError(msg)
+    missing = np.setdiff1d(this, other)
+    extra = np.setdiff1d(other, this)
+    if missing.size or extra.size:
+        msg = (
+            f"Row attribute {key!r} differs between the files: {missing.size} values only in the target "
+            f"(e.g. {list(missing[:3])}), {extra.size} only in the other file (e.g. {list(extra[:3])})"
+        )
+        raise LoomValueError(msg)
+    sorter = np.argsort(other)
+    return np.asarray(sorter[np.searchsorted(other, this, sorter=sorter)], dtype=np.intp)
+
+
+def add_loom(
+    ds: LoomConnection,
+    other_file: str,
+    key: str | None = None,
+    fill_values: Any = None,
+    batch_size: int = 1000,
+    convert_attrs: bool = False,
+    include_graphs: bool = False,
+) -> None:
+    """Append the columns of another Loom file (loompy's ``add_loom``)."""
+    from .connection import connect
+
+    ds._store.require_writable("add a Loom file")
+    with connect(other_file, "r") as other:
+        if other.shape[0] != ds.shape[0]:
+            msg = f"{other_file} has {other.shape[0]} rows but the target file has {ds.shape[0]}"
+            raise LoomValueError(msg)
+        ordering = None
+        if key is not None:
+            ordering = key_ordering(ds.ra[key], other.ra[key], key)
+        missing_layers = set(ds.layers.keys()) - set(other.layers.keys())
+        if missing_layers:
+            msg = f"{other_file} lacks layers {sorted(missing_layers)} of the target file"
+            raise LoomValueError(msg)
+        extra_ca: dict[str, np.ndarray] = {}
+        if convert_attrs:
+            extra_ca = _convert_globals(ds, other)
+        n_before = ds.shape[1]
+        rows = AxisSelection.full(other.shape[0]) if ordering is None else AxisSelection(other.shape[0], ordering)
+        for lo in range(0, other.shape[1], batch_size):
+            band = slice(lo, min(other.shape[1], lo + batch_size))
+            cols = AxisSelection.from_key(band, other.shape[1], 1)
+            values = {name: other._store.read_layer(name, rows, cols) for name in ds.layers.keys()}
+            ca = {k: v[band] for k, v in other.ca.items()}
+            ca.update({k: v[band] for k, v in extra_ca.items()})
+            add_columns(ds, values, ca, fill_values=fill_values)
+        if include_graphs:
+            n = n_before
+            for name in ds.col_graphs.keys():
+                if name in other.col_graphs:
+                    g1, g2 = ds.col_graphs[name], other.col_graphs[name]
+                    m = other.shape[1]
+                    ds.col_graphs[name] = sparse.coo_matrix(
+                        (
+                            np.concatenate([g1.data, g2.data]),
+                            (np.concatenate([g1.row, g2.row + n]), np.concatenate([g1.col, g2.col + n])),
+                        ),
+                        shape=(n + m, n + m),
+                    )
+
+
+def _convert_globals(ds: LoomConnection, other: LoomConnection) -> dict[str, np.ndarray]:
+    """Turn global attributes that differ between the files into column attributes."""
+    extra: dict[str, np.ndarray] = {}
+    for name in sorted(set(ds.attrs.keys()) | set(other.attrs.keys())):
+        if name in (fmt.SPEC_VERSION_NAME, "CreationDate"):
+            continue
+        mine, theirs = ds.attrs.get(name), other.attrs.get(name)
+        if mine is not None and theirs is not None and np.array_equal(np.asarray(mine), np.asarray(theirs)):
+            continue
+        if np.ndim(mine) > 0 or np.ndim(theirs) > 0:
+            continue
+        template = mine if mine is not None else theirs
+        blank = "" if isinstance(template, str) else np.zeros(1, dtype=np.asarray(template).dtype)[0]
+        if name not in ds.ca:
+            ds.ca[name] = np.array([mine if mine is not None else blank] * ds.shape[1])
+        extra[name] = np.array([theirs if theirs is not None else blank] * other.shape[1])
+        if mine is not None:
+            del ds.attrs[name]
+    return extra
+
+
+def check_scan_args(axis: Any, what: Any) -> int:
+    if axis not in (0, 1):
+        msg = "scan needs axis=0 (rows) or axis=1 (columns)"
+        raise LoomValueError(msg)
+    if "layers" not in what:
+        msg = "'layers' must be included in 'what' (select layers with the 'layers' argument)"
+        raise LoomValueError(msg)
+    return int(axis)
+
+
+def other_ordering(ds: Any, axis: int, key: str | None) -> AxisSelection:
+    """The order of the other axis in scan views: as stored, or sorted by the attribute ``key``."""
+    other = 1 - axis
+    n = ds.shape[other]
+    if key is None:
+        return AxisSelection.full(n)
+    attrs = ds.ra if other == 0 else ds.ca
+    if key not in attrs:
+        msg = f"scan key {key!r} is not a {fmt.AXIS_NAMES[other]} attribute"
+        raise SelectionError(msg)
+    return AxisSelection(n, np.argsort(attrs[key], kind="stable").astype(np.intp))
+
+
+def combine(
+    files: list[str],
+    output_file: str,
+    key: str | None = None,
+    file_attrs: Mapping[str, Any] | None = None,
+    batch_size: int = 1000,
+    convert_attrs: bool = False,
+) -> None:
+    """Concatenate Loom files along the columns into a new file (loompy's ``combine``).
+
+    With ``key``, rows of every file are aligned to the first file's order of that row attribute.
+    The output appears at ``output_file`` only once complete.
+    """
+    from .connection import connect, new
+
+    if len(files) == 0:
+        msg = "The input file list was empty"
+        raise LoomValueError(msg)
+    with connect(files[0], "r") as first:
+        out = new(output_file, file_attrs={**dict(first.attrs.items()), **dict(file_attrs or {})})
+        try:
+            layers = {name: first.layers[name] for name in first.layers.keys()}
+            out.add_columns(layers, dict(first.ca.items()), row_attrs=dict(first.ra.items()))
+            for name, graph in first.col_graphs.items():
+                out.col_graphs[name] = graph
+            for name, graph in first.row_graphs.items():
+                out.row_graphs[name] = graph
+        except BaseException:
+            out._abandon()
+            raise
+    try:
+        for path in files[1:]:
+            out.add_loom(path, key, batch_size=batch_size, convert_attrs=convert_attrs)
+    except BaseException:
+        out._abandon()
+        raise
+    out.close()

@@ -1,0 +1,118 @@
+"""One selection model for every read, write, view and scan.
+
+Any key a user may give for one axis (int, slice, list or array of ints, boolean mask) becomes an
+:class:`AxisSelection`: the positions it selects, in the caller's order, plus whether the axis is
+dropped (an int key). Storage code reads the sorted unique positions and numpy finishes the job
+(order, repeats), so no HDF5 indexing limit ever reaches the user.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ._errors import SelectionError
+from ._format import AXIS_NAMES
+
+IntArray = npt.NDArray[np.intp]
+
+
+@dataclass(frozen=True)
+class AxisSelection:
+    """The positions selected along one axis of length ``n``."""
+
+    n: int
+    indices: IntArray
+    drop: bool = False
+    contiguous: slice | None = None
+
+    @classmethod
+    def full(cls, n: int) -> AxisSelection:
+        return cls(n, np.arange(n, dtype=np.intp), contiguous=slice(0, n))
+
+    @classmethod
+    def from_key(cls, key: Any, n: int, axis: int = 0) -> AxisSelection:
+        """Normalise a user key for an axis of length ``n``."""
+        where = AXIS_NAMES[axis]
+        if isinstance(key, slice):
+            start, stop, step = key.indices(n)
+            idx = np.arange(start, stop, step, dtype=np.intp)
+            contiguous = slice(start, max(start, stop)) if step == 1 else None
+            return cls(n, idx, contiguous=contiguous)
+        if key is Ellipsis:
+            return cls.full(n)
+        if isinstance(key, int | np.integer) and not isinstance(key, bool | np.bool_):
+            i = operator.index(key)
+            if not -n <= i < n:
+                msg = f"{where} index {i} is out of range for {n} {where}s"
+                raise SelectionError(msg)
+            i %= n
+            return cls(n, np.array([i], dtype=np.intp), drop=True, contiguous=slice(i, i + 1))
+        if isinstance(key, str | bytes):
+            msg = f"cannot select {where}s with a string ({key!r}); use a mask such as ds.ra.Gene == {key!r}"
+            raise SelectionError(msg)
+        arr = np.asarray(key)
+        if arr.ndim != 1:
+            if arr.ndim == 0 and arr.dtype.kind in "iu":
+                return cls.from_key(int(arr), n, axis)
+            msg = f"{where} selection must be one-dimensional, got shape {arr.shape}"
+            raise SelectionError(msg)
+        if arr.dtype.kind == "b":
+            if arr.shape[0] != n:
+                msg = f"boolean {where} mask has {arr.shape[0]} elements but there are {n} {where}s"
+                raise SelectionError(msg)
+            return cls(n, np.flatnonzero(arr).astype(np.intp))
+        if arr.size == 0:
+            return cls(n, np.zeros(0, dtype=np.intp))
+        if arr.dtype.kind not in "iu":
+            msg = f"{where} indices must be integers or booleans, not {arr.dtype}"
+            raise SelectionError(msg)
+        idx = arr.astype(np.intp)
+        bad = (idx < -n) | (idx >= n)
+        if bad.any():
+            msg = f"{where} index {int(idx[bad][0])} is out of range for {n} {where}s"
+            raise SelectionError(msg)
+        idx = np.where(idx < 0, idx + n, idx)
+        return cls(n, idx)
+
+    @property
+    def size(self) -> int:
+        return int(self.indices.shape[0])
+
+    @property
+    def is_full(self) -> bool:
+        return self.contiguous is not None and self.contiguous == slice(0, self.n)
+
+    def sorted_unique(self) -> tuple[IntArray, IntArray | None]:
+        """Sorted unique positions, and how to expand them back (None if already in that form)."""
+        idx = self.indices
+        if self.contiguous is not None or idx.size < 2 or bool(np.all(idx[1:] > idx[:-1])):
+            return idx, None
+        unique, inverse = np.unique(idx, return_inverse=True)
+        return unique.astype(np.intp), inverse.astype(np.intp)
+
+    def take(self, key: Any, axis: int = 0) -> AxisSelection:
+        """Select, with ``key``, among the positions of this selection (a view of a view)."""
+        inner = AxisSelection.from_key(key, self.size, axis)
+        return AxisSelection(self.n, self.indices[inner.indices], drop=inner.drop)
+
+
+def normalize_key(key: Any, shape: tuple[int, int]) -> tuple[AxisSelection, AxisSelection]:
+    """Split a 2-D key (``ds[rows, cols]``) into one selection per axis."""
+    if not isinstance(key, tuple):
+        key = (key, slice(None))
+    if len(key) == 1:
+        key = (key[0], slice(None))
+    if len(key) != 2:
+        msg = f"a Loom matrix has two axes, but the key has {len(key)} parts"
+        raise SelectionError(msg)
+    return (AxisSelection.from_key(key[0], shape[0], 0), AxisSelection.from_key(key[1], shape[1], 1))
+
+
+def result_shape(rows: AxisSelection, cols: AxisSelection) -> tuple[int, ...]:
+    """The numpy shape of ``m[rows, cols]`` (int keys drop their axis)."""
+    return tuple(s.size for s in (rows, cols) if not s.drop)

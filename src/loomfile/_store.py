@@ -1,0 +1,398 @@
+"""The open HDF5 file behind a connection: every read and write of Loom elements goes through here.
+
+``LoomStore`` knows where layers, attributes, graphs and global attributes live (via ``_format``), in
+the spec-3 layout and in the older ones; managers and views never touch h5py themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import h5py
+import numpy as np
+
+from . import _format as fmt
+from . import _matrix_io
+from ._errors import (
+    LoomClosedError,
+    LoomError,
+    LoomFormatError,
+    LoomKeyError,
+    LoomNotFoundError,
+    LoomReadOnlyError,
+    LoomValueError,
+)
+from ._selection import AxisSelection
+
+log = logging.getLogger(__name__)
+
+_KIND = ("row", "column")
+
+
+def open_h5(path: str, mode: str) -> h5py.File:
+    """Open an HDF5 file, turning h5py's errors into ones that name the problem."""
+    if not os.path.exists(path):
+        msg = f"File '{path}' not found"
+        raise LoomNotFoundError(msg)
+    if os.path.isdir(path):
+        msg = f"'{path}' is a directory, not a Loom file"
+        raise LoomFormatError(msg)
+    try:
+        return h5py.File(path, mode)
+    except OSError as e:
+        text = str(e)
+        if "lock" in text.lower():
+            msg = (
+                f"Cannot open '{path}' in mode {mode!r}: another process holds the HDF5 file lock "
+                f"(it is probably writing to the file). ({text})"
+            )
+            raise LoomError(msg) from e
+        if mode != "r" and ("ermission" in text or "read-only" in text):
+            raise
+        msg = f"'{path}' is not a readable HDF5/Loom file ({text})"
+        raise LoomFormatError(msg) from e
+
+
+class LoomStore:
+    """An open Loom file: layout-aware access to its elements."""
+
+    def __init__(self, h5: h5py.File, path: str) -> None:
+        self._h5: h5py.File | None = h5
+        self.path = path
+        self.mode: str = h5.mode
+        # Spec-3 files keep global attributes in /attrs; older ones on the root group.
+        self.legacy = fmt.GLOBALS_GROUP not in h5
+
+    # --- state -------------------------------------------------------------------------------------
+
+    @property
+    def h5(self) -> h5py.File:
+        if self._h5 is None:
+            msg = f"The connection to '{self.path}' is closed"
+            raise LoomClosedError(msg)
+        return self._h5
+
+    @property
+    def closed(self) -> bool:
+        return self._h5 is None
+
+    def close(self) -> None:
+        if self._h5 is not None:
+            try:
+                if self.mode != "r":
+                    self._h5.flush()
+            finally:
+                self._h5.close()
+                self._h5 = None
+
+    def require_writable(self, action: str) -> h5py.File:
+        h5 = self.h5
+        if self.mode == "r":
+            msg = f"Cannot {action}: '{self.path}' is open read-only (mode='r'); connect with mode='r+'"
+            raise LoomReadOnlyError(msg)
+        return h5
+
+    def flush(self) -> None:
+        self.h5.flush()
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        h5 = self.h5
+        if fmt.MATRIX_PATH in h5:
+            s = h5[fmt.MATRIX_PATH].shape
+            return (int(s[0]), int(s[1]))
+        return (0, 0)
+
+    @property
+    def spec_version(self) -> tuple[int, ...]:
+        h5 = self.h5
+        if not self.legacy and fmt.SPEC_VERSION_NAME in h5[fmt.GLOBALS_GROUP]:
+            return fmt.parse_spec_version(h5[fmt.GLOBALS_GROUP][fmt.SPEC_VERSION_NAME][()])
+        if fmt.SPEC_VERSION_NAME in h5.attrs:
+            return fmt.parse_spec_version(h5.attrs[fmt.SPEC_VERSION_NAME])
+        return (0, 0, 0)
+
+    # --- timestamps --------------------------------------------------------------------------------
+
+    def touch(self, path: str) -> None:
+        """Stamp ``last_modified`` on the object at ``path``, its parent groups and the root."""
+        h5 = self.h5
+        now = fmt.timestamp()
+        while path not in ("", "/"):
+            if path in h5:
+                h5[path].attrs[fmt.TIMESTAMP_ATTR] = now
+            path = path.rsplit("/", 1)[0]
+        h5.attrs[fmt.TIMESTAMP_ATTR] = now
+
+    def timestamp_of(self, path: str) -> str | None:
+        h5 = self.h5
+        if path not in ("", "/") and path not in h5:
+            return None
+        value = h5[path or "/"].attrs.get(fmt.TIMESTAMP_ATTR)
+        if value is None:
+            return None
+        return fmt.decode_scalar_string(value, None) if not isinstance(value, str) else value
+
+    def _group(self, path: str) -> h5py.Group:
+        h5 = self.h5
+        if path not in h5:
+            h5.create_group(path)
+        return h5[path]
+
+    # --- layers ------------------------------------------------------------------------------------
+
+    def layer_names(self) -> list[str]:
+        h5 = self.h5
+        names = [""] if fmt.MATRIX_PATH in h5 else []
+        if fmt.LAYERS_GROUP in h5:
+            names += [k for k in h5[fmt.LAYERS_GROUP] if isinstance(h5[fmt.LAYERS_GROUP].get(k), h5py.Dataset)]
+        return names
+
+    def layer(self, name: str) -> h5py.Dataset:
+        h5 = self.h5
+        path = fmt.layer_path(name)
+        if path not in h5:
+            what = "main matrix" if name == "" else f"layer {name!r}"
+            msg = f"The file has no {what}"
+            raise LoomKeyError(msg)
+        return h5[path]
+
+    def read_layer(self, name: str, rows: AxisSelection, cols: AxisSelection) -> np.ndarray[Any, Any]:
+        return _matrix_io.read(self.layer(name), rows, cols)
+
+    def write_layer(self, name: str, rows: AxisSelection, cols: AxisSelection, values: np.ndarray[Any, Any]) -> None:
+        self.require_writable(f"write to layer {name!r}")
+        _matrix_io.write(self.layer(name), rows, cols, values)
+        self.touch(fmt.layer_path(name))
+
+    def create_layer(self, name: str, shape: tuple[int, int], dtype: np.dtype[Any], fill: Any = None) -> None:
+        """Create (or replace) a layer. ``fill(dset)`` writes its content; zeros if None.
+
+        The new data is written under a temporary name and moved into place only when complete,
+        so a failure leaves any previous layer of that name intact.
+        """
+        h5 = self.require_writable(f"create layer {name!r}")
+        path = fmt.layer_path(name)
+        parent = self._group(path.rsplit("/", 1)[0] or "/")
+        tmp = f"{path}.__loomfile_tmp__"
+        if tmp in h5:
+            del h5[tmp]
+        dset = parent.create_dataset(tmp.rsplit("/", 1)[1], **fmt.matrix_dataset_options(shape, dtype))
+        try:
+            if fill is not None:
+                fill(dset)
+        except BaseException:
+            del h5[tmp]
+            raise
+        if path in h5:
+            del h5[path]
+        h5.move(tmp, path)
+        self.touch(path)
+        h5.flush()
+
+    def delete_layer(self, name: str) -> None:
+        h5 = self.require_writable(f"delete layer {name!r}")
+        if name == "":
+            msg = "The main matrix (layer '') cannot be deleted"
+            raise LoomValueError(msg)
+        self.layer(name)
+        del h5[fmt.layer_path(name)]
+        self.touch(fmt.LAYERS_GROUP)
+        h5.flush()
+
+    def resize_columns(self, n_cols: int) -> None:
+        """Grow every layer to ``n_cols`` columns (new cells are zero until written)."""
+        h5 = self.require_writable("add columns")
+        for name in self.layer_names():
+            dset = self.layer(name)
+            if dset.maxshape[1] is None or dset.maxshape[1] >= n_cols:
+                dset.resize(n_cols, axis=1)
+                continue
+            # Written by a tool that fixed the shape: rebuild it resizable, then swap it in.
+            old = dset
+
+            def copy(new: h5py.Dataset, old: h5py.Dataset = old) -> None:
+                step = max(1, _matrix_io.BLOCK_ELEMENTS // max(1, old.shape[1]))
+                for lo in range(0, old.shape[0], step):
+                    new[lo : lo + step, : old.shape[1]] = old[lo : lo + step, :]
+
+            self.create_layer(name, (dset.shape[0], n_cols), dset.dtype, fill=copy)
+        h5.flush()
+
+    # --- row and column attributes -------------------------------------------------------------------
+
+    def attr_names(self, axis: int) -> list[str]:
+        h5 = self.h5
+        group = fmt.ATTR_GROUPS[axis]
+        if group not in h5:
+            return []
+        return [k for k, v in h5[group].items() if isinstance(v, h5py.Dataset)]
+
+    def read_attr(self, axis: int, name: str) -> np.ndarray[Any, Any]:
+        h5 = self.h5
+        path = fmt.attr_path(axis, name)
+        if path not in h5:
+            msg = f"The file has no {_KIND[axis]} attribute {name!r}"
+            raise LoomKeyError(msg)
+        dset = h5[path]
+        try:
+            values = fmt.decode_values(dset[()], dset.dtype)
+        except Exception as e:
+            msg = f"Cannot read {_KIND[axis]} attribute {name!r} ({path}): {e}"
+            raise LoomFormatError(msg) from e
+        return np.asarray(values)
+
+    def write_attr(self, axis: int, name: str, values: np.ndarray[Any, Any]) -> None:
+        h5 = self.require_writable(f"write {_KIND[axis]} attribute {name!r}")
+        path = fmt.attr_path(axis, name)
+        data, dtype = fmt.encode_for_file(values, legacy=self.legacy)
+        self._replace_dataset(path, data=data, dtype=dtype, **fmt.attr_dataset_options(values))
+        self.touch(path)
+        h5.flush()
+
+    def delete_attr(self, axis: int, name: str) -> None:
+        h5 = self.require_writable(f"delete {_KIND[axis]} attribute {name!r}")
+        path = fmt.attr_path(axis, name)
+        if path not in h5:
+            msg = f"The file has no {_KIND[axis]} attribute {name!r}"
+            raise LoomKeyError(msg)
+        del h5[path]
+        self.touch(fmt.ATTR_GROUPS[axis])
+        h5.flush()
+
+    def _replace_dataset(self, path: str, **options: Any) -> None:
+        """Write a dataset under a temporary name, then swap it in (no window without the data)."""
+        h5 = self.h5
+        parent_path, leaf = path.rsplit("/", 1)
+        parent = self._group(parent_path or "/")
+        tmp_leaf = f"{leaf}.__loomfile_tmp__"
+        if tmp_leaf in parent:
+            del parent[tmp_leaf]
+        parent.create_dataset(tmp_leaf, **options)
+        if leaf in parent:
+            del parent[leaf]
+        h5.move(f"{parent_path}/{tmp_leaf}", path)
+
+    # --- graphs ----------------------------------------------------------------------------------------
+
+    def _graph_group_path(self, axis: int) -> str | None:
+        h5 = self.h5
+        for path in (fmt.GRAPH_GROUPS[axis], fmt.LEGACY_GRAPH_GROUPS[axis]):
+            if path in h5:
+                return path
+        return None
+
+    def graph_names(self, axis: int) -> list[str]:
+        names: list[str] = []
+        h5 = self.h5
+        for path in (fmt.GRAPH_GROUPS[axis], fmt.LEGACY_GRAPH_GROUPS[axis]):
+            if path in h5:
+                names += [k for k, v in h5[path].items() if isinstance(v, h5py.Group) and k not in names]
+        return names
+
+    def _graph_path(self, axis: int, name: str) -> str:
+        h5 = self.h5
+        for group in (fmt.GRAPH_GROUPS[axis], fmt.LEGACY_GRAPH_GROUPS[axis]):
+            if f"{group}/{name}" in h5:
+                return f"{group}/{name}"
+        msg = f"The file has no {_KIND[axis]} graph {name!r}"
+        raise LoomKeyError(msg)
+
+    def read_graph(self, axis: int, name: str) -> tuple[np.ndarray[Any, Any], ...]:
+        group = self.h5[self._graph_path(axis, name)]
+        missing = [v for v in "abw" if v not in group]
+        if missing:
+            msg = f"{_KIND[axis].capitalize()} graph {name!r} lacks the vector(s) {', '.join(missing)}"
+            raise LoomFormatError(msg)
+        return tuple(np.asarray(group[v][()]) for v in "abw")
+
+    def write_graph(
+        self, axis: int, name: str, a: np.ndarray[Any, Any], b: np.ndarray[Any, Any], w: np.ndarray[Any, Any]
+    ) -> None:
+        h5 = self.require_writable(f"write {_KIND[axis]} graph {name!r}")
+        path = fmt.graph_path(axis, name)
+        tmp = f"{path}.__loomfile_tmp__"
+        if tmp in h5:
+            del h5[tmp]
+        group = self._group(tmp)
+        for key, vec in (("a", a), ("b", b), ("w", w)):
+            options: dict[str, Any] = {}
+            if vec.size:
+                options = {"compression": fmt.COMPRESSION, "compression_opts": fmt.COMPRESSION_LEVEL}
+            group.create_dataset(key, data=vec, **options)
+        for old in (path, f"{fmt.LEGACY_GRAPH_GROUPS[axis]}/{name}"):
+            if old in h5:
+                del h5[old]
+        h5.move(tmp, path)
+        self.touch(path)
+        h5.flush()
+
+    def delete_graph(self, axis: int, name: str) -> None:
+        h5 = self.require_writable(f"delete {_KIND[axis]} graph {name!r}")
+        path = self._graph_path(axis, name)
+        del h5[path]
+        self.touch(path.rsplit("/", 1)[0])
+        h5.flush()
+
+    # --- global attributes ------------------------------------------------------------------------------
+
+    def global_names(self) -> list[str]:
+        h5 = self.h5
+        if self.legacy:
+            return [k for k in h5.attrs if k != fmt.TIMESTAMP_ATTR]
+        return list(h5[fmt.GLOBALS_GROUP].keys())
+
+    def read_global(self, name: str) -> Any:
+        h5 = self.h5
+        if self.legacy:
+            if name not in h5.attrs:
+                msg = f"The file has no global attribute {name!r}"
+                raise LoomKeyError(msg)
+            raw = h5.attrs[name]
+            dtype = h5.attrs.get_id(name).dtype
+        else:
+            group = h5[fmt.GLOBALS_GROUP]
+            if name not in group:
+                msg = f"The file has no global attribute {name!r}"
+                raise LoomKeyError(msg)
+            dset = group[name]
+            raw, dtype = dset[()], dset.dtype
+        return fmt.decode_values(raw, dtype)
+
+    def write_global(self, name: str, value: np.ndarray[Any, Any]) -> None:
+        h5 = self.require_writable(f"write global attribute {name!r}")
+        data, dtype = fmt.encode_for_file(value, legacy=self.legacy)
+        if self.legacy:
+            h5.attrs.create(name, data, dtype=dtype)
+            h5.attrs[fmt.TIMESTAMP_ATTR] = fmt.timestamp()
+        else:
+            if data.ndim == 0 and dtype is fmt.UTF8:
+                data = data.item()
+            self._replace_dataset(f"{fmt.GLOBALS_GROUP}/{name}", data=data, dtype=dtype)
+            self.touch(fmt.GLOBALS_GROUP)
+        h5.flush()
+
+    def delete_global(self, name: str) -> None:
+        h5 = self.require_writable(f"delete global attribute {name!r}")
+        if name not in self.global_names():
+            msg = f"The file has no global attribute {name!r}"
+            raise LoomKeyError(msg)
+        if self.legacy:
+            del h5.attrs[name]
+        else:
+            del h5[fmt.GLOBALS_GROUP][name]
+            self.touch(fmt.GLOBALS_GROUP)
+        h5.flush()
+
+    # --- creation ---------------------------------------------------------------------------------------
+
+    @staticmethod
+    def initialize(h5: h5py.File) -> None:
+        """Lay out an empty spec-3 Loom file."""
+        for group in fmt.REQUIRED_GROUPS:
+            h5.require_group(group)
+        h5[fmt.GLOBALS_GROUP].create_dataset(fmt.SPEC_VERSION_NAME, data=fmt.SPEC_VERSION, dtype=fmt.UTF8)
+        h5[fmt.GLOBALS_GROUP].create_dataset("CreationDate", data=fmt.timestamp(), dtype=fmt.UTF8)
+        h5.attrs[fmt.TIMESTAMP_ATTR] = fmt.timestamp()

@@ -1,0 +1,369 @@
+"""LoomConnection and the functions that open or create Loom files."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Literal
+
+import h5py
+import numpy as np
+import scipy.sparse as sparse
+
+from . import _format as fmt
+from . import _ops
+from ._errors import LoomValueError
+from ._html import to_html
+from ._selection import AxisSelection
+from ._store import LoomStore, open_h5
+from ._validator import LoomValidator
+from .attributes import AttributeManager, GlobalAttributeManager
+from .graphs import GraphManager
+from .layers import LayerManager, check_layer_value
+from .view import LoomView, ViewManager, make_view
+
+Mode = Literal["r", "r+"]
+SCAN_WHAT = ("col_attrs", "row_attrs", "layers", "col_graphs", "row_graphs")
+
+
+class LoomConnection:
+    """A connection to a Loom file: layers, attributes, graphs and views, like loompy's.
+
+    Use it as a context manager::
+
+        with loomfile.connect("data.loom") as ds:
+            print(ds.shape, ds.ca.keys())
+    """
+
+    def __init__(self, filename: str, mode: Mode = "r+", *, validate: bool = True) -> None:
+        if mode not in ("r", "r+"):
+            msg = f"Mode must be either 'r' or 'r+', not {mode!r}"
+            raise LoomValueError(msg)
+        filename = os.fspath(filename)
+        if validate:
+            LoomValidator().check(filename)
+        self.filename = filename
+        self._store = LoomStore(open_h5(filename, mode), filename)
+        self._commit: Callable[[], None] | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+        self.layers = LayerManager(self._store)
+        self.ra = AttributeManager(self._store, 0)
+        self.ca = AttributeManager(self._store, 1)
+        self.attrs = GlobalAttributeManager(self._store)
+        self.row_graphs = GraphManager(self._store, 0)
+        self.col_graphs = GraphManager(self._store, 1)
+        self.view = ViewManager(self)
+        # loompy's aliases
+        self.layer = self.layers
+        self.row_attrs = self.ra
+        self.col_attrs = self.ca
+
+    # --- state ------------------------------------------------------------------------------------
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(number of rows, number of columns) of the main matrix."""
+        return self._store.shape
+
+    @property
+    def mode(self) -> str:
+        """'r' (read-only) or 'r+' (read/write)."""
+        return self._store.mode
+
+    @property
+    def closed(self) -> bool:
+        return self._store.closed
+
+    def close(self, suppress_warning: bool = False) -> None:
+        """Close the connection (a second call does nothing)."""
+        if self._store.closed:
+            return
+        self._store.close()
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        if self._commit is not None:
+            commit, self._commit = self._commit, None
+            commit()
+
+    def __enter__(self) -> LoomConnection:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self._store.closed:
+            return
+        if exc_type is None and self._commit is not None and 0 in self.shape:
+            self._abandon()
+            msg = f"The new file '{self.filename}' was left empty; nothing was written"
+            raise LoomValueError(msg)
+        if exc_type is not None and self._commit is not None:
+            self._abandon()
+            return
+        self.close()
+
+    def _abandon(self) -> None:
+        """Drop a file created by ``new`` without putting it in place."""
+        self._store.close()
+        if self._finalizer is not None:
+            self._finalizer()
+        self._commit = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{self.shape[0]} x {self.shape[1]}, mode={self.mode!r}"
+        return f"<LoomConnection '{self.filename}' {state}>"
+
+    def _repr_html_(self) -> str:
+        if self.closed:
+            return "This LoomConnection has been closed"
+        return to_html(self)
+
+    # --- matrix access ------------------------------------------------------------------------------
+
+    def __getitem__(self, key: Any) -> Any:
+        """``ds[rows, cols]`` reads the main matrix; ``ds["name"]`` returns a layer."""
+        if isinstance(key, str):
+            return self.layers[key]
+        return self.layers[""][key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        """``ds[rows, cols] = values`` writes the main matrix; ``ds["name"] = m`` sets a layer."""
+        if isinstance(key, str):
+            self.layers[key] = value
+        else:
+            self.layers[""][key] = value
+
+    def __delitem__(self, name: str) -> None:
+        del self.layers[name]
+
+    def sparse(self, rows: Any = None, cols: Any = None, layer: str | None = None) -> sparse.coo_matrix:
+        """The main matrix (or ``layer``) as a ``scipy.sparse.coo_matrix``, optionally sliced."""
+        return self.layers["" if layer is None else layer].sparse(rows=rows, cols=cols)
+
+    # --- timestamps ---------------------------------------------------------------------------------
+
+    def last_modified(self) -> str:
+        """When the file was last modified (compact ISO 8601, UTC). Reading never writes a stamp."""
+        stamp = self._store.timestamp_of("/")
+        if stamp is None and "last_modified" in self.attrs:
+            stamp = str(self.attrs["last_modified"])
+        return stamp or fmt.timestamp()
+
+    def get_changes_since(self, timestamp: str) -> dict[str, list[str]]:
+        """Names of the layers, attributes and graphs modified after ``timestamp``."""
+        managers: dict[str, Any] = {
+            "row_graphs": self.row_graphs,
+            "col_graphs": self.col_graphs,
+            "row_attrs": self.ra,
+            "col_attrs": self.ca,
+            "layers": self.layers,
+        }
+        changes: dict[str, list[str]] = {key: [] for key in managers}
+        if self.last_modified() <= timestamp:
+            return changes
+        for key, manager in managers.items():
+            changes[key] = [name for name in manager.keys() if manager.last_modified(name) > timestamp]
+        return changes
+
+    # --- operations ---------------------------------------------------------------------------------
+
+    def scan(
+        self,
+        *,
+        items: Any = None,
+        axis: int | None = None,
+        layers: Iterable[str] | str | None = None,
+        key: str | None = None,
+        batch_size: int = 8 * 64,
+        what: Sequence[str] = SCAN_WHAT,
+    ) -> Iterator[tuple[int, np.ndarray, LoomView]]:
+        """Visit the file in bands of ``batch_size`` rows (axis 0) or columns (axis 1).
+
+        Yields ``(ix, selection, view)``: the start of the band, the indices (into the whole file)
+        in this view, and a :class:`LoomView` of those rows/columns. ``items`` restricts the scan
+        (indices, a mask, or an int to start from); ``key`` sorts the other axis by that attribute.
+        """
+        ax = _ops.check_scan_args(axis, what)
+        names = self.layers.keys() if layers is None else ([""] if layers == "" else list(layers))
+        positions = _ops.scan_items(items, self.shape[ax], ax)
+        other = _ops.other_ordering(self, ax, key)
+        for ix, selection in _ops.scan_bands(positions, self.shape[ax], batch_size):
+            along = AxisSelection(self.shape[ax], selection)
+            rows, cols = (along, other) if ax == 0 else (other, along)
+            yield ix, selection, make_view(self, rows, cols, layers=names, what=what)
+
+    def map(
+        self,
+        f_list: Sequence[Callable[[np.ndarray], Any]],
+        *,
+        axis: int = 0,
+        chunksize: int = 1000,
+        selection: Any = None,
+    ) -> list[np.ndarray]:
+        """Apply each function to every row (axis 0) or column (axis 1) of the main matrix.
+
+        Returns one array per function: ``(means,) = ds.map([np.mean], axis=1)``.
+        """
+        return self.layers[""].map(f_list, axis, chunksize, selection)
+
+    def permute(self, ordering: Any, axis: int) -> None:
+        """Reorder rows (axis 0) or columns (axis 1) of every layer, attribute and graph."""
+        if axis not in (0, 1):
+            msg = f"axis must be 0 (rows) or 1 (columns), not {axis!r}"
+            raise LoomValueError(msg)
+        self._store.require_writable("permute")
+        order = _ops.check_ordering(ordering, self.shape[axis], axis)
+        self.layers._permute(order, axis=axis)
+        (self.ra if axis == 0 else self.ca)._permute(order)
+        (self.row_graphs if axis == 0 else self.col_graphs)._permute(order)
+        self._store.flush()
+
+    def add_columns(
+        self,
+        layers: Any,
+        col_attrs: Mapping[str, Any],
+        *,
+        row_attrs: Mapping[str, Any] | None = None,
+        fill_values: Any = None,
+    ) -> None:
+        """Append columns: a matrix (or dict of layers) and their column attributes."""
+        _ops.add_columns(self, layers, col_attrs, row_attrs=row_attrs, fill_values=fill_values)
+
+    def add_loom(
+        self,
+        other_file: str,
+        key: str | None = None,
+        fill_values: Any = None,
+        batch_size: int = 1000,
+        convert_attrs: bool = False,
+        include_graphs: bool = False,
+    ) -> None:
+        """Append the columns of another Loom file, aligning rows on the row attribute ``key``."""
+        _ops.add_loom(self, other_file, key, fill_values, batch_size, convert_attrs, include_graphs)
+
+
+# --- opening and creating ------------------------------------------------------------------------------
+
+
+def connect(filename: str | os.PathLike[str], mode: Mode = "r+", *, validate: bool = True) -> LoomConnection:
+    """Open a Loom file.
+
+    Parameters
+    ----------
+    filename
+        Path of the file.
+    mode
+        ``"r+"`` (read/write, loompy's default) or ``"r"`` (read-only).
+    validate
+        Check the file's structure first (metadata only, no data reads) and raise a
+        :class:`LoomFormatError` that lists the problems. Files written by loompy 2/3, loomR, SCENIC,
+        velocyto and anndata pass.
+
+    Examples
+    --------
+    >>> with loomfile.connect("data.loom", "r") as ds:
+    ...     genes = ds.ra.Gene
+    """
+    return LoomConnection(os.fspath(filename), mode, validate=validate)
+
+
+def _temp_path(target: str) -> str:
+    directory = os.path.dirname(os.path.abspath(target))
+    fd, path = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    return path
+
+
+def _discard(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+
+def new(filename: str | os.PathLike[str], *, file_attrs: Mapping[str, Any] | None = None) -> LoomConnection:
+    """Create an empty Loom file and return a read/write connection to it.
+
+    The file is built under a temporary name in the same folder and moved to ``filename`` when the
+    connection is closed, so an existing file there is never half-overwritten.
+    """
+    target = os.path.expanduser(os.fspath(filename))
+    attrs = dict(file_attrs or {})
+    for name, value in attrs.items():
+        fmt.check_name("Global attribute", name)
+        fmt.normalize_values(value, f"Global attribute {name!r}", allow_scalar=True)
+    tmp = _temp_path(target)
+    try:
+        with h5py.File(tmp, "w") as h5:
+            LoomStore.initialize(h5)
+        ds = LoomConnection(tmp, "r+", validate=False)
+        for name, value in attrs.items():
+            ds.attrs[name] = value
+    except BaseException:
+        _discard(tmp)
+        raise
+    ds.filename = target
+
+    def commit() -> None:
+        os.replace(tmp, target)
+
+    ds._commit = commit
+    ds._finalizer = weakref.finalize(ds, _discard, tmp)
+    return ds
+
+
+def create(
+    filename: str | os.PathLike[str],
+    layers: Any,
+    row_attrs: Mapping[str, Any],
+    col_attrs: Mapping[str, Any],
+    *,
+    file_attrs: Mapping[str, Any] | None = None,
+) -> None:
+    """Create a Loom file from a matrix (dense or scipy.sparse) or a dict of layers ("" required).
+
+    Every input is checked before anything is written; the file appears at ``filename`` only once
+    it is complete (an existing file there stays untouched if anything fails).
+
+    Examples
+    --------
+    >>> loomfile.create("test.loom", np.arange(10000).reshape(100, 100),
+    ...                 {"Gene": genes}, {"CellID": cells})
+    """
+    layer_dict = dict(layers) if isinstance(layers, Mapping | LayerManager) else {"": layers}
+    if isinstance(layers, LayerManager):
+        layer_dict = {k: layers[k] for k in layers.keys()}
+    if "" not in layer_dict:
+        msg = "Data for the main matrix (layer '') must be provided"
+        raise LoomValueError(msg)
+    shape, _ = check_layer_value(layer_dict[""], "", None)
+    for name, value in layer_dict.items():
+        fmt.check_name("Layer", name, allow_empty=True)
+        if isinstance(value, str):
+            continue
+        check_layer_value(value, name, shape)
+    checked: list[tuple[int, str, np.ndarray]] = []
+    for axis, attrs in ((0, row_attrs), (1, col_attrs)):
+        word = ("Row", "Column")[axis]
+        for name, values in dict(attrs).items():
+            fmt.check_name(f"{word} attribute", name)
+            arr = fmt.normalize_values(values, f"{word} attribute {name!r}")
+            if arr.shape[0] != shape[axis]:
+                msg = (
+                    f"{word} attribute {name!r} has {arr.shape[0]} values; "
+                    f"the matrix has {shape[axis]} {fmt.AXIS_NAMES[axis]}s"
+                )
+                raise LoomValueError(msg)
+            checked.append((axis, name, arr))
+    ds = new(filename, file_attrs=file_attrs)
+    try:
+        ds.layers[""] = layer_dict[""]
+        for name, value in layer_dict.items():
+            if name != "":
+                ds.layers[name] = value
+        for axis, name, arr in checked:
+            (ds.ra if axis == 0 else ds.ca)[name] = arr
+    except BaseException:
+        ds._abandon()
+        raise
+    ds.close()
+

@@ -1,0 +1,164 @@
+"""Row/column graphs (``ds.row_graphs``, ``ds.col_graphs``) as ``scipy.sparse.coo_matrix``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sparse
+
+from . import _format as fmt
+from ._errors import LoomFormatError, LoomKeyError, LoomValueError
+from ._mapping import NamedMapping
+from ._selection import AxisSelection
+
+if TYPE_CHECKING:
+    from ._store import LoomStore
+
+_AXIS_WORD = ("Row", "Column")
+
+
+def to_coo(value: Any, n: int, what: str) -> sparse.coo_matrix:
+    """Check an adjacency matrix (any scipy format or dense) for a graph on ``n`` vertices."""
+    if sparse.issparse(value):
+        g = sparse.coo_matrix(value)
+    else:
+        dense = np.asarray(value)
+        if dense.ndim != 2:
+            msg = f"{what} must be a 2-D adjacency matrix, got shape {dense.shape}"
+            raise LoomValueError(msg)
+        g = sparse.coo_matrix(dense)
+    if g.shape != (n, n):
+        msg = f"{what} must be a ({n}, {n}) adjacency matrix, got shape {g.shape}"
+        raise LoomValueError(msg)
+    if g.dtype.kind not in "iufb":
+        msg = f"{what} has edge weights of dtype {g.dtype}; weights must be numbers"
+        raise LoomValueError(msg)
+    w = g.data if g.dtype.kind == "f" else g.data.astype(np.float64)
+    if w.size and not np.isfinite(w).all():
+        msg = f"{what} has NaN or infinite edge weights"
+        raise LoomValueError(msg)
+    return sparse.coo_matrix((w, (g.row, g.col)), shape=(n, n))
+
+
+def subgraph(g: sparse.coo_matrix, indices: np.ndarray) -> sparse.coo_matrix:
+    """The graph on the vertices ``indices`` (new vertex ``i`` is old vertex ``indices[i]``).
+
+    Edges with an endpoint outside the selection are dropped. A vertex selected several times gets
+    a copy of its edges at every position, so the result matches slicing the dense adjacency matrix.
+    """
+    order = np.argsort(indices, kind="stable")
+    old_sorted = indices[order]
+    a_lo = np.searchsorted(old_sorted, g.row, "left")
+    a_count = np.searchsorted(old_sorted, g.row, "right") - a_lo
+    b_lo = np.searchsorted(old_sorted, g.col, "left")
+    b_count = np.searchsorted(old_sorted, g.col, "right") - b_lo
+    pairs = a_count * b_count
+    total = int(pairs.sum())
+    edge = np.repeat(np.arange(g.nnz), pairs)
+    within = np.arange(total) - np.repeat(np.cumsum(pairs) - pairs, pairs)
+    new_a = order[a_lo[edge] + within // np.maximum(b_count[edge], 1)]
+    new_b = order[b_lo[edge] + within % np.maximum(b_count[edge], 1)]
+    m = indices.shape[0]
+    return sparse.coo_matrix((g.data[edge], (new_a, new_b)), shape=(m, m))
+
+
+class GraphManager(NamedMapping[sparse.coo_matrix]):
+    """Graphs whose vertices are the rows (axis 0) or the columns (axis 1).
+
+    Examples
+    --------
+    >>> ds.col_graphs.KNN = knn            # any scipy.sparse matrix or dense adjacency matrix
+    >>> g = ds.col_graphs["KNN"]           # scipy.sparse.coo_matrix of shape (M, M)
+    """
+
+    _fields = frozenset({"_store", "_axis", "_memory", "_length"})
+
+    def __init__(
+        self,
+        store: LoomStore | None,
+        axis: int,
+        *,
+        graphs: dict[str, sparse.coo_matrix] | None = None,
+        length: int = 0,
+    ) -> None:
+        self._store = store
+        self._axis = axis
+        self._memory = graphs
+        self._length = length
+
+    @classmethod
+    def in_memory(cls, axis: int, graphs: dict[str, sparse.coo_matrix], length: int) -> GraphManager:
+        return cls(None, axis, graphs=graphs, length=length)
+
+    @property
+    def _kind(self) -> str:  # type: ignore[override]
+        return f"{_AXIS_WORD[self._axis].lower()} graph"
+
+    def _n(self) -> int:
+        return self._length if self._store is None else self._store.shape[self._axis]
+
+    def _names(self) -> list[str]:
+        if self._memory is not None:
+            return list(self._memory)
+        assert self._store is not None
+        return self._store.graph_names(self._axis)
+
+    def _get(self, name: str) -> sparse.coo_matrix:
+        if self._memory is not None:
+            return self._memory[name].copy()
+        assert self._store is not None
+        a, b, w = self._store.read_graph(self._axis, name)
+        n = self._n()
+        if not (a.shape == b.shape == w.shape):
+            msg = f"{self._kind} {name!r} has vectors a, b, w of different lengths"
+            raise LoomFormatError(msg)
+        for vec in (a, b):
+            if vec.size and (vec.min() < 0 or vec.max() >= n):
+                msg = f"{self._kind} {name!r} has vertex ids outside 0..{n - 1}"
+                raise LoomFormatError(msg)
+        return sparse.coo_matrix((w, (a, b)), shape=(n, n))
+
+    def _set(self, name: str, value: Any) -> None:
+        fmt.check_name(f"{_AXIS_WORD[self._axis]} graph", name)
+        if self._store is not None:
+            self._store.require_writable(f"write {self._kind} {name!r}")
+        g = to_coo(value, self._n(), f"{_AXIS_WORD[self._axis]} graph {name!r}")
+        if self._memory is not None:
+            self._memory[name] = g
+            return
+        assert self._store is not None
+        self._store.write_graph(self._axis, name, g.row, g.col, g.data)
+
+    def _delete(self, name: str) -> None:
+        if self._memory is not None:
+            del self._memory[name]
+            return
+        assert self._store is not None
+        self._store.delete_graph(self._axis, name)
+
+    def __getitem__(self, key: Any) -> Any:
+        """A graph by name; the first existing of several names; or, for an index, subgraphs of all."""
+        if isinstance(key, str):
+            return super().__getitem__(key)
+        if isinstance(key, tuple) and all(isinstance(k, str) for k in key):
+            for name in key:
+                if name in self:
+                    return self[name]
+            msg = f"None of the {self._kind}s {list(key)} exist"
+            raise LoomKeyError(msg)
+        return self._select(AxisSelection.from_key(key, self._n(), self._axis))
+
+    def _select(self, selection: AxisSelection) -> GraphManager:
+        graphs = {name: subgraph(self._get(name), selection.indices) for name in self._names()}
+        return GraphManager.in_memory(self._axis, graphs, selection.size)
+
+    def last_modified(self, name: str | None = None) -> str:
+        if self._store is None:
+            return fmt.timestamp()
+        path = fmt.GRAPH_GROUPS[self._axis] if name is None else fmt.graph_path(self._axis, name)
+        return self._store.timestamp_of(path) or fmt.timestamp()
+
+    def _permute(self, ordering: np.ndarray) -> None:
+        for name in self._names():
+            self[name] = subgraph(self._get(name), ordering)

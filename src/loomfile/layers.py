@@ -1,0 +1,367 @@
+"""Layers: the main matrix ("") and named extra matrices of the same shape."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sparse
+
+from . import _format as fmt
+from . import _matrix_io
+from ._errors import LoomValueError
+from ._mapping import NamedMapping
+from ._selection import AxisSelection, normalize_key, result_shape
+
+if TYPE_CHECKING:
+    import h5py
+
+    from ._store import LoomStore
+
+
+def _shape_values(values: Any, rows: AxisSelection, cols: AxisSelection, dtype: np.dtype[Any], what: str) -> Any:
+    """Broadcast assigned values to the 2-D block (rows.size, cols.size) in the layer's dtype."""
+    if sparse.issparse(values):
+        values = values.toarray()
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iufb":
+        msg = f"Values assigned to {what} must be numbers, not {arr.dtype}"
+        raise LoomValueError(msg)
+    fmt.check_finite(arr, f"Values assigned to {what}")
+    target = result_shape(rows, cols)
+    try:
+        arr = np.broadcast_to(arr, target)
+    except ValueError:
+        msg = f"Cannot assign values of shape {arr.shape} to a selection of shape {target} in {what}"
+        raise LoomValueError(msg) from None
+    return arr.reshape(rows.size, cols.size).astype(dtype, copy=False)
+
+
+def bands(n: int, width: int) -> Iterator[slice]:
+    """Consecutive slices of at most ``width`` covering ``range(n)``."""
+    width = max(1, width)
+    for lo in range(0, n, width):
+        yield slice(lo, min(n, lo + width))
+
+
+def band_width(other_extent: int, chunk: int) -> int:
+    """How many rows/columns to handle at once: a multiple of the chunk edge, bounded in memory."""
+    width = _matrix_io.BLOCK_ELEMENTS // max(1, other_extent)
+    return max(chunk, width // chunk * chunk)
+
+
+def _as_selection(key: Any, n: int, axis: int) -> AxisSelection:
+    return AxisSelection.full(n) if key is None else AxisSelection.from_key(key, n, axis)
+
+
+class LoomLayer:
+    """A layer in the file: index it like a numpy array (``layer[rows, cols]``), or assign to it."""
+
+    def __init__(self, store: LoomStore, name: str) -> None:
+        self._store = store
+        self.name = name
+
+    def _dataset(self) -> h5py.Dataset:
+        return self._store.layer(self.name)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        s = self._dataset().shape
+        return (int(s[0]), int(s[1]))
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return np.dtype(self._dataset().dtype)
+
+    def _what(self) -> str:
+        return "the main matrix" if self.name == "" else f"layer {self.name!r}"
+
+    def __repr__(self) -> str:
+        return f"<LoomLayer {self.name!r} shape={self.shape} dtype={self.dtype}>"
+
+    def __getitem__(self, key: Any) -> Any:
+        rows, cols = normalize_key(key, self.shape)
+        block = self._store.read_layer(self.name, rows, cols)
+        return block.reshape(result_shape(rows, cols)) if (rows.drop or cols.drop) else block
+
+    def __setitem__(self, key: Any, values: Any) -> None:
+        self._store.require_writable(f"write to {self._what()}")
+        rows, cols = normalize_key(key, self.shape)
+        block = _shape_values(values, rows, cols, self.dtype, self._what())
+        self._store.write_layer(self.name, rows, cols, block)
+        self._store.flush()
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray[Any, Any]:
+        full = self[:, :]
+        return full if dtype is None else full.astype(dtype)
+
+    def last_modified(self) -> str:
+        return self._store.timestamp_of(fmt.layer_path(self.name)) or fmt.timestamp()
+
+    def sparse(self, rows: Any = None, cols: Any = None, dtype: Any = None) -> sparse.coo_matrix:
+        """The layer (or the given rows/columns: int arrays or bool masks) as a ``coo_matrix``."""
+        n_rows, n_cols = self.shape
+        row_sel = _as_selection(rows, n_rows, 0)
+        col_sel = _as_selection(cols, n_cols, 1)
+        data, row_ix, col_ix = [], [], []
+        chunk = (self._dataset().chunks or (64, 64))[1]
+        for band in bands(col_sel.size, band_width(row_sel.size, chunk)):
+            part = AxisSelection(n_cols, col_sel.indices[band])
+            block = self._store.read_layer(self.name, row_sel, part)
+            r, c = np.nonzero(block)
+            data.append(block[r, c])
+            row_ix.append(r)
+            col_ix.append(c + band.start)
+        values = np.concatenate(data) if data else np.zeros(0, self.dtype)
+        if dtype is not None:
+            values = values.astype(dtype)
+        shape = (row_sel.size, col_sel.size)
+        if not data:
+            return sparse.coo_matrix(shape, dtype=values.dtype)
+        return sparse.coo_matrix((values, (np.concatenate(row_ix), np.concatenate(col_ix))), shape=shape)
+
+    def map(
+        self,
+        f_list: Sequence[Callable[[np.ndarray], Any]],
+        axis: int = 0,
+        chunksize: int = 1000,
+        selection: Any = None,
+    ) -> list[np.ndarray]:
+        """Apply each function to every row (axis 0) or column (axis 1); one float64 array per function.
+
+        ``selection`` restricts the other axis (which columns each row function sees, or vice versa).
+        """
+        if callable(f_list):
+            msg = "f_list must be a list of functions, not a function itself"
+            raise LoomValueError(msg)
+        if axis not in (0, 1):
+            msg = f"axis must be 0 (rows) or 1 (columns), not {axis!r}"
+            raise LoomValueError(msg)
+        shape = self.shape
+        other = AxisSelection.from_key(slice(None) if selection is None else selection, shape[1 - axis], 1 - axis)
+        results = [np.zeros(shape[axis]) for _ in f_list]
+        for band in bands(shape[axis], chunksize):
+            along = AxisSelection.from_key(band, shape[axis], axis)
+            block = self._store.read_layer(self.name, *((along, other) if axis == 0 else (other, along)))
+            for f, out in zip(f_list, results, strict=True):
+                out[band] = np.apply_along_axis(f, 1 - axis, block)
+        return results
+
+    def _permute(self, ordering: np.ndarray, *, axis: int) -> None:
+        """Reorder the rows (axis 0) or columns (axis 1) in place, one band of the other axis at a time."""
+        shape = self.shape
+        chunk = (self._dataset().chunks or (64, 64))[1 - axis]
+        permuted = AxisSelection.full(shape[axis])
+        for band in bands(shape[1 - axis], band_width(shape[axis], chunk)):
+            other = AxisSelection.from_key(band, shape[1 - axis], 1 - axis)
+            key = (permuted, other) if axis == 0 else (other, permuted)
+            block = self._store.read_layer(self.name, *key)
+            block = block[ordering, :] if axis == 0 else block[:, ordering]
+            self._store.write_layer(self.name, *key, block)
+
+
+class MemoryLoomLayer:
+    """A layer held in memory (a layer of a view)."""
+
+    def __init__(self, name: str, matrix: np.ndarray[Any, Any]) -> None:
+        self.name = name
+        self.values = matrix
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(self.values.shape[0]), int(self.values.shape[1]))
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self.values.dtype
+
+    def __repr__(self) -> str:
+        return f"<MemoryLoomLayer {self.name!r} shape={self.shape} dtype={self.dtype}>"
+
+    def __getitem__(self, key: Any) -> Any:
+        rows, cols = normalize_key(key, self.shape)
+        block = self.values[np.ix_(rows.indices, cols.indices)]
+        return block.reshape(result_shape(rows, cols)) if (rows.drop or cols.drop) else block
+
+    def __setitem__(self, key: Any, values: Any) -> None:
+        rows, cols = normalize_key(key, self.shape)
+        block = _shape_values(values, rows, cols, self.dtype, f"layer {self.name!r}")
+        self.values[np.ix_(rows.indices, cols.indices)] = block
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray[Any, Any]:
+        return self.values if dtype is None else self.values.astype(dtype)
+
+    def sparse(self, rows: Any = None, cols: Any = None, dtype: Any = None) -> sparse.coo_matrix:
+        row_sel = _as_selection(rows, self.shape[0], 0)
+        col_sel = _as_selection(cols, self.shape[1], 1)
+        block = self.values[np.ix_(row_sel.indices, col_sel.indices)]
+        return sparse.coo_matrix(block if dtype is None else block.astype(dtype))
+
+    def last_modified(self) -> str:
+        return fmt.timestamp()
+
+    def permute(self, ordering: np.ndarray, *, axis: int) -> None:
+        self.values = self.values[ordering, :] if axis == 0 else self.values[:, ordering]
+
+
+class LayerManager(NamedMapping[Any]):
+    """The layers of a file or view, by name; "" is the main matrix.
+
+    Examples
+    --------
+    >>> ds.layers["spliced"] = counts            # dense or scipy.sparse, same shape as the file
+    >>> ds.layers["empty"] = "float32"           # an all-zero layer
+    >>> ds.layers["spliced"][:, 10]              # one column of a layer
+    """
+
+    _fields = frozenset({"_store", "_memory", "_shape"})
+    _kind = "layer"
+
+    def __init__(
+        self,
+        store: LoomStore | None,
+        *,
+        layers: dict[str, MemoryLoomLayer] | None = None,
+        shape: tuple[int, int] = (0, 0),
+    ) -> None:
+        self._store = store
+        self._memory = layers
+        self._shape = shape
+
+    @classmethod
+    def in_memory(cls, layers: dict[str, MemoryLoomLayer], shape: tuple[int, int]) -> LayerManager:
+        return cls(None, layers=layers, shape=shape)
+
+    def _names(self) -> list[str]:
+        if self._memory is not None:
+            return list(self._memory)
+        assert self._store is not None
+        return self._store.layer_names()
+
+    def _get(self, name: str) -> Any:
+        if self._memory is not None:
+            return self._memory[name]
+        assert self._store is not None
+        return LoomLayer(self._store, name)
+
+    def __getitem__(self, key: Any) -> Any:
+        """A layer by name, or (for a 2-D index) every layer sliced, in memory."""
+        if isinstance(key, str):
+            return super().__getitem__(key)
+        rows, cols = normalize_key(key, self._file_shape())
+        return self._select(rows, cols)
+
+    def _file_shape(self) -> tuple[int, int]:
+        return self._shape if self._store is None else self._store.shape
+
+    def _select(self, rows: AxisSelection, cols: AxisSelection, names: Sequence[str] | None = None) -> LayerManager:
+        """Every layer (or those named) restricted to ``rows`` x ``cols``, in memory."""
+        selected: dict[str, MemoryLoomLayer] = {}
+        for name in self._names() if names is None else names:
+            if self._memory is not None:
+                block = self._memory[name].values[np.ix_(rows.indices, cols.indices)]
+            else:
+                assert self._store is not None
+                block = self._store.read_layer(name, rows, cols)
+            selected[name] = MemoryLoomLayer(name, block)
+        return LayerManager.in_memory(selected, (rows.size, cols.size))
+
+    def _set(self, name: str, value: Any) -> None:
+        fmt.check_name("Layer", name, allow_empty=True)
+        if self._memory is not None:
+            matrix = value.values if isinstance(value, MemoryLoomLayer) else np.asarray(value)
+            if name != "" and matrix.shape != self._shape:
+                msg = f"Layer {name!r} has shape {matrix.shape}; the view has shape {self._shape}"
+                raise LoomValueError(msg)
+            self._memory[name] = MemoryLoomLayer(name, matrix)
+            return
+        assert self._store is not None
+        self._store.require_writable(f"write layer {name!r}")
+        write_new_layer(self._store, name, value)
+
+    def _delete(self, name: str) -> None:
+        if self._memory is not None:
+            if name == "":
+                msg = "The main matrix (layer '') cannot be deleted"
+                raise LoomValueError(msg)
+            del self._memory[name]
+            return
+        assert self._store is not None
+        self._store.delete_layer(name)
+
+    def last_modified(self, name: str | None = None) -> str:
+        """When the layer (or, without a name, the most recently changed layer) was last modified."""
+        if name is not None:
+            return str(self[name].last_modified())
+        stamps = [self[n].last_modified() for n in self._names()]
+        return max(stamps) if stamps else fmt.timestamp()
+
+    def _permute(self, ordering: np.ndarray, *, axis: int) -> None:
+        for name in self._names():
+            layer = self._get(name)
+            if isinstance(layer, MemoryLoomLayer):
+                layer.permute(ordering, axis=axis)
+            else:
+                layer._permute(ordering, axis=axis)
+
+
+def check_layer_value(value: Any, name: str, shape: tuple[int, int] | None) -> tuple[tuple[int, int], np.dtype[Any]]:
+    """Validate a value for a whole layer (dense, sparse, or a dtype name); return its shape and dtype."""
+    what = "The main matrix" if name == "" else f"Layer {name!r}"
+    if isinstance(value, str):
+        if shape is None or 0 in shape:
+            msg = f"{what}: an empty layer of dtype {value!r} needs a file that already has a main matrix"
+            raise LoomValueError(msg)
+        try:
+            dtype = np.dtype(value)
+        except TypeError:
+            msg = f"{what}: {value!r} is not a dtype name"
+            raise LoomValueError(msg) from None
+        return shape, fmt.check_matrix_dtype(dtype, what)
+    if isinstance(value, LoomLayer | MemoryLoomLayer):
+        value_shape, dtype = value.shape, value.dtype
+    elif sparse.issparse(value):
+        value_shape, dtype = value.shape, value.dtype
+        fmt.check_finite(np.asarray(value.tocoo().data), what)
+    else:
+        arr = np.asarray(value)
+        if arr.ndim != 2:
+            msg = f"{what} must be a 2-D matrix, got shape {arr.shape}"
+            raise LoomValueError(msg)
+        value_shape, dtype = arr.shape, arr.dtype
+        fmt.check_matrix_dtype(dtype, what)
+        fmt.check_finite(arr, what)
+    value_shape = (int(value_shape[0]), int(value_shape[1]))
+    fmt.check_matrix_dtype(dtype, what)
+    if 0 in value_shape:
+        msg = f"{what} is empty (shape {value_shape}); Loom matrices need at least one row and one column"
+        raise LoomValueError(msg)
+    if shape is not None and 0 not in shape and value_shape != shape:
+        msg = f"{what} has shape {value_shape}; the file's layers have shape {shape}"
+        raise LoomValueError(msg)
+    return value_shape, np.dtype(dtype)
+
+
+def write_new_layer(store: LoomStore, name: str, value: Any) -> None:
+    """Create or replace a whole layer from a dense/sparse matrix, another layer, or a dtype name."""
+    current = store.shape
+    shape, dtype = check_layer_value(value, name, None if current == (0, 0) else current)
+    if name != "" and current == (0, 0):
+        msg = f"Layer {name!r} cannot be created before the main matrix"
+        raise LoomValueError(msg)
+    if isinstance(value, str):
+        store.create_layer(name, shape, dtype)
+        return
+
+    def fill(dset: h5py.Dataset) -> None:
+        if isinstance(value, LoomLayer | MemoryLoomLayer) or sparse.issparse(value):
+            source = value.tocsc() if sparse.issparse(value) else value
+            chunk = dset.chunks[1]
+            for band in bands(shape[1], band_width(shape[0], chunk)):
+                block = source[:, band]
+                dset[:, band] = block.toarray() if sparse.issparse(block) else block
+        else:
+            dset[:, :] = np.asarray(value)
+
+    store.create_layer(name, shape, dtype, fill=fill)

@@ -1,0 +1,146 @@
+"""Views: in-memory slices through every layer, attribute and graph of a file or of another view."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ._errors import SelectionError
+from ._html import to_html
+from ._selection import AxisSelection, normalize_key
+
+if TYPE_CHECKING:
+    from .attributes import AttributeManager, GlobalAttributeManager
+    from .graphs import GraphManager
+    from .layers import LayerManager
+
+
+class Sliceable(Protocol):
+    """What a view can be cut from: a LoomConnection or a LoomView."""
+
+    filename: str
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+    @property
+    def layers(self) -> LayerManager: ...
+    @property
+    def ra(self) -> AttributeManager: ...
+    @property
+    def ca(self) -> AttributeManager: ...
+    @property
+    def row_graphs(self) -> GraphManager: ...
+    @property
+    def col_graphs(self) -> GraphManager: ...
+    @property
+    def attrs(self) -> GlobalAttributeManager: ...
+
+
+def _as_axis(key: Any, n: int, axis: int) -> AxisSelection:
+    sel = key if isinstance(key, AxisSelection) else AxisSelection.from_key(key, n, axis)
+    # A view always keeps both axes: an int selects a band of one.
+    return AxisSelection(sel.n, sel.indices, drop=False, contiguous=sel.contiguous)
+
+
+def make_view(
+    source: Sliceable,
+    rows: Any,
+    cols: Any,
+    *,
+    layers: Sequence[str] | None = None,
+    what: Sequence[str] = ("col_attrs", "row_attrs", "layers", "col_graphs", "row_graphs"),
+) -> LoomView:
+    """Slice ``source`` by ``rows`` x ``cols`` (keys or AxisSelections) into a LoomView."""
+    from .attributes import AttributeManager
+    from .graphs import GraphManager
+
+    shape = source.shape
+    row_sel = _as_axis(rows, shape[0], 0)
+    col_sel = _as_axis(cols, shape[1], 1)
+    ra = source.ra._select(row_sel) if "row_attrs" in what else AttributeManager.in_memory(0, {}, row_sel.size)
+    ca = source.ca._select(col_sel) if "col_attrs" in what else AttributeManager.in_memory(1, {}, col_sel.size)
+    rg = (
+        source.row_graphs._select(row_sel)
+        if "row_graphs" in what
+        else GraphManager.in_memory(0, {}, row_sel.size)
+    )
+    cg = (
+        source.col_graphs._select(col_sel)
+        if "col_graphs" in what
+        else GraphManager.in_memory(1, {}, col_sel.size)
+    )
+    lm = source.layers._select(row_sel, col_sel, layers)
+    return LoomView(lm, ra, ca, rg, cg, filename=source.filename, file_attrs=source.attrs.snapshot())
+
+
+class ViewManager:
+    """``ds.view[rows, cols]`` creates a :class:`LoomView`."""
+
+    def __init__(self, source: Sliceable) -> None:
+        self._source = source
+
+    def __getitem__(self, key: Any) -> LoomView:
+        if not isinstance(key, tuple) or len(key) != 2:
+            msg = "Views need a selection on both axes, like ds.view[rows, cols]"
+            raise SelectionError(msg)
+        rows, cols = normalize_key(key, self._source.shape)
+        return make_view(self._source, rows, cols)
+
+
+class LoomView:
+    """An in-memory slice of a Loom file, with the same read interface as a connection.
+
+    Created by ``ds.view[rows, cols]`` or yielded by ``ds.scan(...)``; it keeps working after the
+    file is closed.
+    """
+
+    def __init__(
+        self,
+        layers: LayerManager,
+        row_attrs: AttributeManager,
+        col_attrs: AttributeManager,
+        row_graphs: GraphManager,
+        col_graphs: GraphManager,
+        *,
+        filename: str = "",
+        file_attrs: GlobalAttributeManager | None = None,
+    ) -> None:
+        from .attributes import GlobalAttributeManager
+
+        self.filename = filename
+        self.layers = layers
+        self.ra = row_attrs
+        self.ca = col_attrs
+        self.row_graphs = row_graphs
+        self.col_graphs = col_graphs
+        self.attrs = file_attrs if file_attrs is not None else GlobalAttributeManager.in_memory({})
+        self.view = ViewManager(self)
+        # loompy's aliases
+        self.layer = layers
+        self.row_attrs = row_attrs
+        self.col_attrs = col_attrs
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.layers._shape
+
+    def __getitem__(self, key: Any) -> Any:
+        """``view[rows, cols]`` reads the main matrix; ``view["name"]`` returns a layer."""
+        if isinstance(key, str):
+            return self.layers[key]
+        return self.layers[""][key]
+
+    def __repr__(self) -> str:
+        return f"<LoomView {self.shape[0]} rows x {self.shape[1]} columns, layers {self.layers.keys()}>"
+
+    def _repr_html_(self) -> str:
+        return to_html(self)
+
+    def permute(self, ordering: Any, *, axis: int) -> None:
+        """Reorder the view's rows (axis 0) or columns (axis 1) in memory."""
+        from ._ops import check_ordering
+
+        order = check_ordering(ordering, self.shape[axis], axis)
+        self.layers._permute(order, axis=axis)
+        (self.ra if axis == 0 else self.ca)._permute(order)
+        (self.row_graphs if axis == 0 else self.col_graphs)._permute(order)
