@@ -32,7 +32,19 @@ TIMESTAMP_ATTR = "last_modified"
 SPEC_VERSION_NAME = "LOOM_SPEC_VERSION"
 
 MATRIX_DTYPES = frozenset(
-    ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64"]
+    [
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+    ]
 )
 CHUNK_EDGE = 64
 COMPRESSION = "gzip"
@@ -138,7 +150,9 @@ def check_matrix_dtype(dtype: npt.DTypeLike, what: str) -> np.dtype[Any]:
     """Return the dtype if Loom allows it for a matrix, else raise."""
     dt = np.dtype(dtype)
     if dt.name not in MATRIX_DTYPES:
-        msg = f"{what} has dtype {dt}; Loom matrices must be integer or float (one of {sorted(MATRIX_DTYPES)})"
+        msg = (
+            f"{what} has dtype {dt}; Loom matrices must be integer or float (one of {sorted(MATRIX_DTYPES)})"
+        )
         raise LoomValueError(msg)
     return dt
 
@@ -298,7 +312,9 @@ def normalize_values(values: Any, what: str, *, allow_scalar: bool = False) -> n
     elif kind == "V" and arr.dtype.names is not None:
         for field in arr.dtype.names:
             if arr.dtype.fields is not None and arr.dtype.fields[field][0].kind not in "iufbS":
-                msg = f"{what} has a compound field {field!r} of unsupported dtype {arr.dtype.fields[field][0]}"
+                msg = (
+                    f"{what} has a compound field {field!r} of unsupported dtype {arr.dtype.fields[field][0]}"
+                )
                 raise LoomValueError(msg)
         return arr
     if arr.dtype.kind == "O":

@@ -49,7 +49,9 @@ def read(dset: h5py.Dataset, rows: AxisSelection, cols: AxisSelection) -> np.nda
     out = np.empty((ru.size, cu.size), dtype=dset.dtype)
     for (r_lo, r_hi, r_pos), (c_lo, c_hi, c_pos) in _blocks(dset, ru, cu):
         block = dset[r_lo:r_hi, c_lo:c_hi]
-        out[r_pos[0] : r_pos[-1] + 1, c_pos[0] : c_pos[-1] + 1] = block[np.ix_(ru[r_pos] - r_lo, cu[c_pos] - c_lo)]
+        out[r_pos[0] : r_pos[-1] + 1, c_pos[0] : c_pos[-1] + 1] = block[
+            np.ix_(ru[r_pos] - r_lo, cu[c_pos] - c_lo)
+        ]
     if r_inverse is not None:
         out = out[r_inverse]
     if c_inverse is not None:

@@ -153,6 +153,7 @@ def add_columns(
                 dropped.append(k)
                 continue
             like = new if old is None else old
+            assert like is not None
             value = _fill_value(fill_values, k, like)
             n_fill = shape[1] if old is None else n_new
             filler = np.full((n_fill, *like.shape[1:]), value, dtype=like.dtype)
@@ -239,7 +240,11 @@ def add_loom(
         if convert_attrs:
             extra_ca = _convert_globals(ds, other)
         n_before = ds.shape[1]
-        rows = AxisSelection.full(other.shape[0]) if ordering is None else AxisSelection(other.shape[0], ordering)
+        rows = (
+            AxisSelection.full(other.shape[0])
+            if ordering is None
+            else AxisSelection(other.shape[0], ordering)
+        )
         for lo in range(0, other.shape[1], batch_size):
             band = slice(lo, min(other.shape[1], lo + batch_size))
             cols = AxisSelection.from_key(band, other.shape[1], 1)

@@ -147,7 +147,9 @@ class LoomStore:
         h5 = self.h5
         names = [""] if fmt.MATRIX_PATH in h5 else []
         if fmt.LAYERS_GROUP in h5:
-            names += [k for k in h5[fmt.LAYERS_GROUP] if isinstance(h5[fmt.LAYERS_GROUP].get(k), h5py.Dataset)]
+            names += [
+                k for k in h5[fmt.LAYERS_GROUP] if isinstance(h5[fmt.LAYERS_GROUP].get(k), h5py.Dataset)
+            ]
         return names
 
     def layer(self, name: str) -> h5py.Dataset:
@@ -162,7 +164,9 @@ class LoomStore:
     def read_layer(self, name: str, rows: AxisSelection, cols: AxisSelection) -> np.ndarray[Any, Any]:
         return _matrix_io.read(self.layer(name), rows, cols)
 
-    def write_layer(self, name: str, rows: AxisSelection, cols: AxisSelection, values: np.ndarray[Any, Any]) -> None:
+    def write_layer(
+        self, name: str, rows: AxisSelection, cols: AxisSelection, values: np.ndarray[Any, Any]
+    ) -> None:
         self.require_writable(f"write to layer {name!r}")
         _matrix_io.write(self.layer(name), rows, cols, values)
         self.touch(fmt.layer_path(name))

@@ -161,6 +161,8 @@ class LoomValidator:
                     self._error(f"{word} graph {name!r} has vectors a, b, w of different lengths")
                 for v in "ab":
                     if np.dtype(graph[v].dtype).kind not in _VERTEX_KINDS:
-                        self._error(f"{word} graph {name!r} vector {v} has dtype {graph[v].dtype}, not integer")
+                        self._error(
+                            f"{word} graph {name!r} vector {v} has dtype {graph[v].dtype}, not integer"
+                        )
                 if np.dtype(graph["w"].dtype).kind not in "iuf":
                     self._error(f"{word} graph {name!r} weights have dtype {graph['w'].dtype}, not numbers")

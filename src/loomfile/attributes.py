@@ -129,7 +129,7 @@ class AttributeManager(NamedMapping[np.ndarray]):
         values = {name: self._get(name)[selection.indices] for name in self._names()}
         return AttributeManager.in_memory(self._axis, values, selection.size)
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         """The named attribute, or ``default`` (checked to have one value per row/column)."""
         if name in self:
             return self[name]
@@ -202,7 +202,7 @@ class GlobalAttributeManager(NamedMapping[Any]):
         assert self._store is not None
         self._store.delete_global(name)
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         return self[name] if name in self else default
 
     def snapshot(self) -> GlobalAttributeManager:

@@ -366,4 +366,3 @@ def create(
         ds._abandon()
         raise
     ds.close()
-

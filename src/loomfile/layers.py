@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from ._store import LoomStore
 
 
-def _shape_values(values: Any, rows: AxisSelection, cols: AxisSelection, dtype: np.dtype[Any], what: str) -> Any:
+def _shape_values(
+    values: Any, rows: AxisSelection, cols: AxisSelection, dtype: np.dtype[Any], what: str
+) -> Any:
     """Broadcast assigned values to the 2-D block (rows.size, cols.size) in the layer's dtype."""
     if sparse.issparse(values):
         values = values.toarray()
@@ -139,7 +141,9 @@ class LoomLayer:
             msg = f"axis must be 0 (rows) or 1 (columns), not {axis!r}"
             raise LoomValueError(msg)
         shape = self.shape
-        other = AxisSelection.from_key(slice(None) if selection is None else selection, shape[1 - axis], 1 - axis)
+        other = AxisSelection.from_key(
+            slice(None) if selection is None else selection, shape[1 - axis], 1 - axis
+        )
         results = [np.zeros(shape[axis]) for _ in f_list]
         for band in bands(shape[axis], chunksize):
             along = AxisSelection.from_key(band, shape[axis], axis)
@@ -255,7 +259,9 @@ class LayerManager(NamedMapping[Any]):
     def _file_shape(self) -> tuple[int, int]:
         return self._shape if self._store is None else self._store.shape
 
-    def _select(self, rows: AxisSelection, cols: AxisSelection, names: Sequence[str] | None = None) -> LayerManager:
+    def _select(
+        self, rows: AxisSelection, cols: AxisSelection, names: Sequence[str] | None = None
+    ) -> LayerManager:
         """Every layer (or those named) restricted to ``rows`` x ``cols``, in memory."""
         selected: dict[str, MemoryLoomLayer] = {}
         for name in self._names() if names is None else names:
@@ -306,7 +312,9 @@ class LayerManager(NamedMapping[Any]):
                 layer._permute(ordering, axis=axis)
 
 
-def check_layer_value(value: Any, name: str, shape: tuple[int, int] | None) -> tuple[tuple[int, int], np.dtype[Any]]:
+def check_layer_value(
+    value: Any, name: str, shape: tuple[int, int] | None
+) -> tuple[tuple[int, int], np.dtype[Any]]:
     """Validate a value for a whole layer (dense, sparse, or a dtype name); return its shape and dtype."""
     what = "The main matrix" if name == "" else f"Layer {name!r}"
     if isinstance(value, str):

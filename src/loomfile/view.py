@@ -57,8 +57,12 @@ def make_view(
     shape = source.shape
     row_sel = _as_axis(rows, shape[0], 0)
     col_sel = _as_axis(cols, shape[1], 1)
-    ra = source.ra._select(row_sel) if "row_attrs" in what else AttributeManager.in_memory(0, {}, row_sel.size)
-    ca = source.ca._select(col_sel) if "col_attrs" in what else AttributeManager.in_memory(1, {}, col_sel.size)
+    ra = (
+        source.ra._select(row_sel) if "row_attrs" in what else AttributeManager.in_memory(0, {}, row_sel.size)
+    )
+    ca = (
+        source.ca._select(col_sel) if "col_attrs" in what else AttributeManager.in_memory(1, {}, col_sel.size)
+    )
     rg = (
         source.row_graphs._select(row_sel)
         if "row_graphs" in what
