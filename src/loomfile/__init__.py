@@ -10,6 +10,7 @@ Use it as a drop-in for loompy::
 
 from __future__ import annotations
 
+from ._compat import create_append
 from ._errors import (
     LoomClosedError,
     LoomError,
@@ -55,6 +56,7 @@ __all__ = [
     "combine",
     "connect",
     "create",
+    "create_append",
     "loom_spec_version",
     "new",
     "timestamp",

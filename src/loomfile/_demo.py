@@ -32,7 +32,8 @@ def generate(n_genes: int, n_cells: int, seed: int = 0) -> dict[str, Any]:
     k = 10
     neighbours = rng.integers(0, n_cells, (n_cells, k))
     knn = sparse.coo_matrix(
-        (np.ones(n_cells * k), (np.repeat(np.arange(n_cells), k), neighbours.ravel())), shape=(n_cells, n_cells)
+        (np.ones(n_cells * k), (np.repeat(np.arange(n_cells), k), neighbours.ravel())),
+        shape=(n_cells, n_cells),
     )
     return {
         "matrix": sparse.csr_matrix(counts),
@@ -43,7 +44,9 @@ def generate(n_genes: int, n_cells: int, seed: int = 0) -> dict[str, Any]:
             "Chromosome": rng.choice(np.array(["chr1", "chr2", "chrX", "chrM"], dtype=object), n_genes),
         },
         "col_attrs": {
-            "CellID": np.array([f"sample1:{''.join(rng.choice(list('ACGT'), 14))}-1" for _ in range(n_cells)]),
+            "CellID": np.array(
+                [f"sample1:{''.join(rng.choice(list('ACGT'), 14))}-1" for _ in range(n_cells)]
+            ),
             "ClusterID": clusters,
             "TotalUMI": counts.sum(axis=0),
             "PCA": embedding,
@@ -70,7 +73,11 @@ def run_demo(directory: str | None = None, *, n_cells: int = 3000, n_genes: int 
     _step(
         "create() from a sparse matrix",
         lambda: create(
-            path, {"": data["matrix"], **data["layers"]}, data["row_attrs"], data["col_attrs"], file_attrs={"title": "Démo"}
+            path,
+            {"": data["matrix"], **data["layers"]},
+            data["row_attrs"],
+            data["col_attrs"],
+            file_attrs={"title": "Démo"},
         ),
     )
     with connect(path) as ds:
@@ -101,17 +108,16 @@ def run_demo(directory: str | None = None, *, n_cells: int = 3000, n_genes: int 
     second = os.path.join(folder, "more.loom")
     with new(second) as ds:
         extra = generate(n_genes, n_cells // 4, seed=2)
-        _step(
-            "new() + add_columns() x 2",
-            lambda: [
+
+        def append_twice() -> None:
+            for part in (slice(0, n_cells // 8), slice(n_cells // 8, None)):
                 ds.add_columns(
                     {"": extra["matrix"][:, part], **{k: v[:, part] for k, v in extra["layers"].items()}},
                     {k: v[part] for k, v in extra["col_attrs"].items()},
                     row_attrs=data["row_attrs"],
                 )
-                for part in (slice(0, n_cells // 8), slice(n_cells // 8, None))
-            ],
-        )
+
+        _step("new() + add_columns() x 2", append_twice)
     combined = os.path.join(folder, "combined.loom")
     _step("combine([demo, more], key='Accession')", lambda: combined_files(path, second, combined))
     with connect(combined, "r") as ds:

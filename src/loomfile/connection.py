@@ -15,6 +15,7 @@ import scipy.sparse as sparse
 
 from . import _format as fmt
 from . import _ops
+from ._compat import LoompyAliases
 from ._errors import LoomValueError
 from ._html import to_html
 from ._selection import AxisSelection
@@ -29,7 +30,7 @@ Mode = Literal["r", "r+"]
 SCAN_WHAT = ("col_attrs", "row_attrs", "layers", "col_graphs", "row_graphs")
 
 
-class LoomConnection:
+class LoomConnection(LoompyAliases):
     """A connection to a Loom file: layers, attributes, graphs and views, like loompy's.
 
     Use it as a context manager::
