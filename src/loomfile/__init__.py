@@ -28,6 +28,7 @@ from ._validator import LoomValidator
 from .attributes import AttributeManager, GlobalAttributeManager
 from .connection import LoomConnection, connect, create, new
 from .graphs import GraphManager
+from .io import create_from_cellranger
 from .layers import LayerManager, LoomLayer, MemoryLoomLayer
 from .view import LoomView, ViewManager
 
@@ -57,6 +58,7 @@ __all__ = [
     "connect",
     "create",
     "create_append",
+    "create_from_cellranger",
     "loom_spec_version",
     "new",
     "timestamp",
