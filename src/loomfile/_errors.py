@@ -12,6 +12,7 @@ __all__ = [
     "LoomError",
     "LoomFormatError",
     "LoomKeyError",
+    "LoomLockedError",
     "LoomNotFoundError",
     "LoomReadOnlyError",
     "LoomValueError",
@@ -45,6 +46,10 @@ class LoomFormatError(LoomError, ValueError, OSError):
 
 class LoomNotFoundError(LoomError, FileNotFoundError):
     """The file does not exist."""
+
+
+class LoomLockedError(LoomError, OSError):
+    """Another process holds the HDF5 lock on the file (usually because it is writing)."""
 
 
 class LoomReadOnlyError(LoomError, OSError):

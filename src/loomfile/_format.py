@@ -276,7 +276,11 @@ def _as_array(values: Any, what: str) -> np.ndarray[Any, Any]:
         if 1 in values.shape:
             values = values.ravel()
     try:
-        return np.asarray(values)
+        arr = np.asarray(values)
+        if arr.dtype.kind in "US" and isinstance(values, list | tuple):
+            # numpy would quietly turn ["a", 1] into ["a", "1"]: check the items themselves.
+            return _object_to_array(np.array(values, dtype=object), what)
+        return arr
     except ValueError as e:
         msg = f"{what} could not be turned into an array ({e}); ragged lists are not allowed"
         raise LoomValueError(msg) from None

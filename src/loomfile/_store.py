@@ -17,9 +17,9 @@ from . import _format as fmt
 from . import _matrix_io
 from ._errors import (
     LoomClosedError,
-    LoomError,
     LoomFormatError,
     LoomKeyError,
+    LoomLockedError,
     LoomNotFoundError,
     LoomReadOnlyError,
     LoomValueError,
@@ -39,16 +39,19 @@ def open_h5(path: str, mode: str) -> h5py.File:
     if os.path.isdir(path):
         msg = f"'{path}' is a directory, not a Loom file"
         raise LoomFormatError(msg)
+    if not h5py.is_hdf5(path):
+        msg = f"'{path}' is not an HDF5 file, so not a Loom file"
+        raise LoomFormatError(msg)
     try:
         return h5py.File(path, mode)
     except OSError as e:
         text = str(e)
-        if "lock" in text.lower():
+        if "unable to lock file" in text.lower():
             msg = (
                 f"Cannot open '{path}' in mode {mode!r}: another process holds the HDF5 file lock "
                 f"(it is probably writing to the file). ({text})"
             )
-            raise LoomError(msg) from e
+            raise LoomLockedError(msg) from e
         if mode != "r" and ("ermission" in text or "read-only" in text):
             raise
         msg = f"'{path}' is not a readable HDF5/Loom file ({text})"

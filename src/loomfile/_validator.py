@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 
 from . import _format as fmt
-from ._errors import LoomFormatError
+from ._errors import LoomError, LoomFormatError
 from ._store import open_h5
 
 _VERTEX_KINDS = "iu"
@@ -42,7 +42,7 @@ class LoomValidator:
         self.errors, self.warnings, self.summary = [], [], []
         try:
             h5 = open_h5(os.fspath(path), "r")
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, LoomError) as e:
             self.errors.append(str(e))
             return False
         with h5:
