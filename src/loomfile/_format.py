@@ -164,6 +164,23 @@ def check_finite(values: np.ndarray[Any, Any], what: str) -> None:
         raise LoomValueError(msg)
 
 
+def cast_for_layer(values: np.ndarray[Any, Any], dtype: np.dtype[Any], what: str) -> np.ndarray[Any, Any]:
+    """Values in the layer's dtype, refusing what the cast would change (HDF5 would clip, numpy wrap)."""
+    if dtype.kind in "iu" and values.size:
+        if values.dtype.kind == "f" and not np.array_equal(values, np.trunc(values)):
+            msg = f"{what} has dtype {dtype}, but the values assigned have fractional parts"
+            raise LoomValueError(msg)
+        info = np.iinfo(dtype)
+        low, high = values.min(), values.max()
+        if low < info.min or high > info.max:
+            msg = f"{what} has dtype {dtype}; values from {low} to {high} do not fit in {info.min}..{info.max}"
+            raise LoomValueError(msg)
+    cast = values.astype(dtype, copy=False)
+    if dtype.kind == "f" and values.dtype != dtype:
+        check_finite(cast, f"{what} (after conversion to {dtype})")
+    return cast
+
+
 # --- strings -------------------------------------------------------------------------------------
 
 _CHAR_REF = re.compile(r"&#(?:x([0-9a-fA-F]+)|([0-9]+));")

@@ -179,14 +179,18 @@ def add_columns(
         for k, v in final.items():
             ds.ca[k] = v
         return
+    prepared = {}
+    for name, matrix in new_layers.items():
+        dense = matrix.toarray() if sparse.issparse(matrix) else np.asarray(matrix)
+        what = "the main matrix" if name == "" else f"layer {name!r}"
+        prepared[name] = fmt.cast_for_layer(dense, np.dtype(store.layer(name).dtype), what)
     old_n = shape[1]
     total = old_n + n_new
     store.resize_columns(total)
     rows = AxisSelection.full(n_rows)
     cols = AxisSelection(total, np.arange(old_n, total, dtype=np.intp), contiguous=slice(old_n, total))
-    for name, matrix in new_layers.items():
-        dense = matrix.toarray() if sparse.issparse(matrix) else np.asarray(matrix)
-        store.write_layer(name, rows, cols, dense.astype(store.layer(name).dtype, copy=False))
+    for name, block in prepared.items():
+        store.write_layer(name, rows, cols, block)
     for k in dropped:
         if k in existing:
             del ds.ca[k]

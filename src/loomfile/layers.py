@@ -37,7 +37,7 @@ def _shape_values(
     except ValueError:
         msg = f"Cannot assign values of shape {arr.shape} to a selection of shape {target} in {what}"
         raise LoomValueError(msg) from None
-    return arr.reshape(rows.size, cols.size).astype(dtype, copy=False)
+    return fmt.cast_for_layer(arr.reshape(rows.size, cols.size), dtype, what)
 
 
 def bands(n: int, width: int) -> Iterator[slice]:
