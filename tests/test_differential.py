@@ -993,11 +993,6 @@ def test_attribute_slicing(read_pair: Pair, axis: int, sel: str) -> None:
             assert_same_values(getattr(sa, name), getattr(sb, name))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="loomfile bug: ds.ra[i] / ds.ca[i] with an int keeps the axis (1-element arrays); "
-    "loompy slices each attribute with numpy (ds.ra[1].Gene is the scalar 'Gene1')",
-)
 @pytest.mark.parametrize("index", [1, -1, 64])
 def test_attribute_int_index_drops_axis_like_loompy(read_pair: Pair, index: int) -> None:
     with read_pair.open("r") as (a, b):

@@ -70,7 +70,8 @@ class AttributeManager(NamedMapping[np.ndarray]):
 
     def _get(self, name: str) -> np.ndarray:
         if self._memory is not None:
-            return self._memory[name].copy()
+            value = self._memory[name]
+            return value.copy() if isinstance(value, np.ndarray) else value
         assert self._store is not None
         if name not in self._cache:
             self._cache[name] = self._store.read_attr(self._axis, name)
@@ -126,6 +127,9 @@ class AttributeManager(NamedMapping[np.ndarray]):
 
     def _select(self, selection: AxisSelection) -> AttributeManager:
         """In-memory attributes restricted to ``selection`` (used by views)."""
+        if selection.drop:  # an int index: each attribute's value at that position, as loompy
+            one = {name: self._get(name)[selection.indices[0]] for name in self._names()}
+            return AttributeManager.in_memory(self._axis, one, 1)
         values = {name: self._get(name)[selection.indices] for name in self._names()}
         return AttributeManager.in_memory(self._axis, values, selection.size)
 
