@@ -11,7 +11,18 @@ def test_demo_runs_and_writes_readable_files(tmp_path: Path) -> None:
     import loomfile
 
     result = subprocess.run(
-        [sys.executable, "-m", "loomfile", "demo", "--dir", str(tmp_path), "--cells", "400", "--genes", "300"],
+        [
+            sys.executable,
+            "-m",
+            "loomfile",
+            "demo",
+            "--dir",
+            str(tmp_path),
+            "--cells",
+            "400",
+            "--genes",
+            "300",
+        ],
         capture_output=True,
         text=True,
         timeout=300,

@@ -26,6 +26,7 @@ import pytest
 import scipy.sparse as sparse
 
 import loomfile
+from oracle import axis_indices, orthogonal
 
 N_ROWS, N_COLS = 100, 140  # both cross the 64-element chunk edge
 LIBS = (loompy, loomfile)
@@ -480,31 +481,6 @@ ORACLE_KEYS: dict[str, tuple[Any, Any]] = {
 }
 
 
-def _ix(key: Any, n: int) -> tuple[np.ndarray, bool]:
-    """Indices selected by one axis key, and whether numpy would drop the axis (an int key)."""
-    if isinstance(key, int | np.integer):
-        return np.array([int(key) % n]), True
-    if isinstance(key, slice):
-        return np.arange(n)[key], False
-    arr = np.asarray(key)
-    if arr.dtype == bool:
-        return np.flatnonzero(arr), False
-    return arr.astype(np.intp) % n if arr.size else arr.astype(np.intp), False
-
-
-def orthogonal(m: np.ndarray, key: tuple[Any, Any]) -> np.ndarray:
-    """``m[rows, cols]`` with orthogonal (np.ix_) semantics; int keys drop their axis as numpy does."""
-    (r, r_drop), (c, c_drop) = _ix(key[0], m.shape[0]), _ix(key[1], m.shape[1])
-    out = m[np.ix_(r, c)]
-    if r_drop and c_drop:
-        return out[0, 0]
-    if r_drop:
-        return out[0]
-    if c_drop:
-        return out[:, 0]
-    return out
-
-
 def test_orthogonal_helper_is_np_ix() -> None:
     """The oracle itself: the brief's example, ds[[2,0],[1,1]] == m[np.ix_([2,0],[1,1])]."""
     m = np.arange(12).reshape(3, 4)
@@ -677,8 +653,8 @@ def test_write_beyond_loompy_matches_numpy(tmp_path: Path, key: str) -> None:
     populate(loomfile, path, data)
     k = WRITE_ORACLE_KEYS[key]
     expected = data.matrix.copy()
-    r_ix, _ = _ix(k[0], N_ROWS)
-    c_ix, _ = _ix(k[1], N_COLS)
+    r_ix, _ = axis_indices(k[0], N_ROWS)
+    c_ix, _ = axis_indices(k[1], N_COLS)
     values = np.random.default_rng(3).integers(100, 200, (r_ix.size, c_ix.size)).astype(np.float32)
     expected[np.ix_(r_ix, c_ix)] = values
     with loomfile.connect(path) as ds:
@@ -792,8 +768,8 @@ def test_sparse_matches_loompy(read_pair: Pair, sel: str, layer: str) -> None:
         got2 = b.sparse(rows, cols, layer=layer or None)
         np.testing.assert_array_equal(got2.toarray(), a.sparse(rows, cols, layer=layer or None).toarray())
     dense = read_pair.data.dense_layers()[layer]
-    r_ix = np.arange(N_ROWS) if rows is None else _ix(rows, N_ROWS)[0]
-    c_ix = np.arange(N_COLS) if cols is None else _ix(cols, N_COLS)[0]
+    r_ix = np.arange(N_ROWS) if rows is None else axis_indices(rows, N_ROWS)[0]
+    c_ix = np.arange(N_COLS) if cols is None else axis_indices(cols, N_COLS)[0]
     np.testing.assert_array_equal(got.toarray(), dense[np.ix_(r_ix, c_ix)])
 
 
@@ -1358,7 +1334,7 @@ def test_scan_matches_loompy(read_pair: Pair, axis: int, variant: str) -> None:
     elif isinstance(items, int):
         expected_items = np.arange(items, n)
     else:
-        expected_items = _ix(items, n)[0]
+        expected_items = axis_indices(items, n)[0]
     assert seen == expected_items.tolist()
     m = read_pair.data.matrix
     if keyed:
@@ -1738,15 +1714,21 @@ def test_add_loom_include_graphs_matches_numpy(pair: Pair, tmp_path: Path) -> No
         np.testing.assert_array_equal(ds.col_graphs.KNN.toarray(), expected)
 
 
+def write_inputs(lib: Any, folder: Path, datasets: list[Any]) -> list[str]:
+    """Write each dataset with ``lib`` as ``in{i}.loom``; return the paths."""
+    paths = []
+    for i, d in enumerate(datasets):
+        path = os.fspath(folder / f"in{i}.loom")
+        populate(lib, path, d)
+        paths.append(path)
+    return paths
+
+
 def test_combine_with_key_and_shuffled_rows(tmp_path: Path) -> None:
     base = make_data(graphs=False)
     order = np.random.default_rng(3).permutation(N_ROWS)
     inputs = [base, _shuffled_copy(base, order, seed=50), _shuffled_copy(base, np.arange(N_ROWS), seed=51)]
-    files = []
-    for i, d in enumerate(inputs):
-        path = os.fspath(tmp_path / f"in{i}.loom")
-        populate(loompy, path, d)
-        files.append(path)
+    files = write_inputs(loompy, tmp_path, inputs)
     outs = [os.fspath(tmp_path / f"out_{lib.__name__}.loom") for lib in LIBS]
     with quiet():
         for lib, out in zip(LIBS, outs, strict=True):
@@ -1777,11 +1759,7 @@ def test_combine_single_file(pair: Pair, tmp_path: Path) -> None:
 def test_combine_without_key_and_file_attrs(tmp_path: Path) -> None:
     base = make_data(graphs=False)
     second = _shuffled_copy(base, np.arange(N_ROWS), seed=52)
-    files = []
-    for i, d in enumerate([base, second]):
-        path = os.fspath(tmp_path / f"in{i}.loom")
-        populate(loomfile, path, d)
-        files.append(path)
+    files = write_inputs(loomfile, tmp_path, [base, second])
     outs = [os.fspath(tmp_path / f"out_{lib.__name__}.loom") for lib in LIBS]
     with quiet():
         for lib, out in zip(LIBS, outs, strict=True):

@@ -247,4 +247,3 @@ def test_validator_accepts_valid_fixture(path: Path, manifest: dict[str, Any]) -
     validator = loomfile.LoomValidator()
     assert validator.validate(path) is True, validator.errors
     assert validator.errors == []
-

@@ -173,7 +173,9 @@ def cast_for_layer(values: np.ndarray[Any, Any], dtype: np.dtype[Any], what: str
         info = np.iinfo(dtype)
         low, high = values.min(), values.max()
         if low < info.min or high > info.max:
-            msg = f"{what} has dtype {dtype}; values from {low} to {high} do not fit in {info.min}..{info.max}"
+            msg = (
+                f"{what} has dtype {dtype}; values from {low} to {high} do not fit in {info.min}..{info.max}"
+            )
             raise LoomValueError(msg)
     cast = values.astype(dtype, copy=False)
     if dtype.kind == "f" and values.dtype != dtype:

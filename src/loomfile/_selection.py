@@ -83,10 +83,6 @@ class AxisSelection:
     def size(self) -> int:
         return int(self.indices.shape[0])
 
-    @property
-    def is_full(self) -> bool:
-        return self.contiguous is not None and self.contiguous == slice(0, self.n)
-
     def sorted_unique(self) -> tuple[IntArray, IntArray | None]:
         """Sorted unique positions, and how to expand them back (None if already in that form)."""
         idx = self.indices
@@ -94,11 +90,6 @@ class AxisSelection:
             return idx, None
         unique, inverse = np.unique(idx, return_inverse=True)
         return unique.astype(np.intp), inverse.astype(np.intp)
-
-    def take(self, key: Any, axis: int = 0) -> AxisSelection:
-        """Select, with ``key``, among the positions of this selection (a view of a view)."""
-        inner = AxisSelection.from_key(key, self.size, axis)
-        return AxisSelection(self.n, self.indices[inner.indices], drop=inner.drop)
 
 
 def normalize_key(key: Any, shape: tuple[int, int]) -> tuple[AxisSelection, AxisSelection]:

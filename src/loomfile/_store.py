@@ -284,13 +284,6 @@ class LoomStore:
 
     # --- graphs ----------------------------------------------------------------------------------------
 
-    def _graph_group_path(self, axis: int) -> str | None:
-        h5 = self.h5
-        for path in (fmt.GRAPH_GROUPS[axis], fmt.LEGACY_GRAPH_GROUPS[axis]):
-            if path in h5:
-                return path
-        return None
-
     def graph_names(self, axis: int) -> list[str]:
         names: list[str] = []
         h5 = self.h5
