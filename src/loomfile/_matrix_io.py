@@ -1,9 +1,10 @@
 """Reading and writing rectangular selections of a 2-D HDF5 dataset.
 
-This is the one place where matrix data crosses between HDF5 and memory; the chunk-level engine
-replaces these two functions. Selections are read as blocks aligned to the chunk grid: each block
-covers one band of chunk rows and a run of chunk columns that contains selected columns, so memory
-stays bounded by a block and no HDF5 fancy-indexing limit applies.
+This is the one place where matrix data crosses between HDF5 and memory. Reads go to the chunk
+engine when the dataset has a chunk layout it decodes (see ``_chunks``), and otherwise through
+h5py, in blocks aligned to the chunk grid: each block covers one band of chunk rows and a run of
+chunk columns that contains selected columns, so memory stays bounded by a block and no HDF5
+fancy-indexing limit applies. Writes always go through h5py.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from . import _engine
+from ._chunks import ChunkLayout
 from ._selection import AxisSelection, IntArray
 
 # Upper bound on the elements of one block read from HDF5 (64 MiB of float32).
@@ -38,8 +41,15 @@ def _runs(sorted_idx: IntArray, chunk: int, max_span: int) -> Iterator[tuple[int
         yield lo, hi, np.arange(s, e, dtype=np.intp)
 
 
-def read(dset: h5py.Dataset, rows: AxisSelection, cols: AxisSelection) -> np.ndarray[Any, Any]:
-    """``dset[rows, cols]`` with numpy (orthogonal) semantics, as a 2-D array."""
+def read(
+    dset: h5py.Dataset, rows: AxisSelection, cols: AxisSelection, layout: ChunkLayout | None = None
+) -> np.ndarray[Any, Any]:
+    """``dset[rows, cols]`` with numpy (orthogonal) semantics, as a 2-D array.
+
+    With a ``layout`` the chunk engine reads it; without, h5py does.
+    """
+    if layout is not None:
+        return _engine.read(layout, rows, cols)
     if rows.contiguous is not None and cols.contiguous is not None:
         if rows.size == 0 or cols.size == 0:
             return np.zeros((rows.size, cols.size), dtype=dset.dtype)

@@ -13,8 +13,9 @@ from typing import Any
 import h5py
 import numpy as np
 
+from . import _engine, _matrix_io
 from . import _format as fmt
-from . import _matrix_io
+from ._chunks import ChunkLayout, layout_of
 from ._errors import (
     LoomClosedError,
     LoomFormatError,
@@ -58,6 +59,10 @@ def open_h5(path: str, mode: str) -> h5py.File:
         raise LoomFormatError(msg) from e
 
 
+# Indexing a layer costs about 1/50 of reading one chunk through h5py per chunk of the layer.
+INDEX_COST_RATIO = 50
+
+
 class LoomStore:
     """An open Loom file: layout-aware access to its elements."""
 
@@ -67,6 +72,8 @@ class LoomStore:
         self.mode: str = h5.mode
         # Spec-3 files keep global attributes in /attrs; older ones on the root group.
         self.legacy = fmt.GLOBALS_GROUP not in h5
+        # Chunk layouts of the layers read so far (None: read through h5py); dropped on any write.
+        self._layouts: dict[str, ChunkLayout | None] = {}
 
     # --- state -------------------------------------------------------------------------------------
 
@@ -165,13 +172,38 @@ class LoomStore:
         return h5[path]
 
     def read_layer(self, name: str, rows: AxisSelection, cols: AxisSelection) -> np.ndarray[Any, Any]:
-        return _matrix_io.read(self.layer(name), rows, cols)
+        dset = self.layer(name)
+        return _matrix_io.read(dset, rows, cols, self._layout(name, dset, rows, cols))
+
+    def _layout(
+        self, name: str, dset: h5py.Dataset, rows: AxisSelection, cols: AxisSelection
+    ) -> ChunkLayout | None:
+        """The layer's chunk layout for the engine, built on first use; None to read through h5py."""
+        if name in self._layouts:
+            return self._layouts[name]
+        if dset.chunks is None:
+            return None
+        grid = -(-dset.shape[0] // dset.chunks[0]) * -(-dset.shape[1] // dset.chunks[1])
+        if _engine.chunks_touched(dset.chunks, rows, cols) * INDEX_COST_RATIO < grid:
+            return None  # a small read: h5py is cheaper than indexing every chunk of the layer
+        if self.mode != "r":
+            self.h5.flush()  # the engine reads the file's bytes, so HDF5's caches must be on disk
+        layout = layout_of(dset)
+        self._layouts[name] = layout
+        return layout
+
+    def _changed(self) -> None:
+        """Forget the chunk layouts: a write may have moved or added chunks."""
+        self._layouts.clear()
 
     def write_layer(
         self, name: str, rows: AxisSelection, cols: AxisSelection, values: np.ndarray[Any, Any]
     ) -> None:
         self.require_writable(f"write to layer {name!r}")
-        _matrix_io.write(self.layer(name), rows, cols, values)
+        try:
+            _matrix_io.write(self.layer(name), rows, cols, values)
+        finally:
+            self._changed()
         self.touch(fmt.layer_path(name))
 
     def create_layer(self, name: str, shape: tuple[int, int], dtype: np.dtype[Any], fill: Any = None) -> None:
@@ -184,6 +216,7 @@ class LoomStore:
         path = fmt.layer_path(name)
         parent = self._group(path.rsplit("/", 1)[0] or "/")
         tmp = f"{path}.__loomfile_tmp__"
+        self._changed()
         if tmp in h5:
             del h5[tmp]
         dset = parent.create_dataset(tmp.rsplit("/", 1)[1], **fmt.matrix_dataset_options(shape, dtype))
@@ -196,6 +229,7 @@ class LoomStore:
         if path in h5:
             del h5[path]
         h5.move(tmp, path)
+        self._changed()
         self.touch(path)
         h5.flush()
 
@@ -205,6 +239,7 @@ class LoomStore:
             msg = "The main matrix (layer '') cannot be deleted"
             raise LoomValueError(msg)
         self.layer(name)
+        self._changed()
         del h5[fmt.layer_path(name)]
         self.touch(fmt.LAYERS_GROUP)
         h5.flush()
@@ -212,6 +247,7 @@ class LoomStore:
     def resize_columns(self, n_cols: int) -> None:
         """Grow every layer to ``n_cols`` columns (new cells are zero until written)."""
         h5 = self.require_writable("add columns")
+        self._changed()
         for name in self.layer_names():
             dset = self.layer(name)
             if dset.maxshape[1] is None or dset.maxshape[1] >= n_cols:
@@ -226,6 +262,7 @@ class LoomStore:
                     new[lo : lo + step, : old.shape[1]] = old[lo : lo + step, :]
 
             self.create_layer(name, (dset.shape[0], n_cols), dset.dtype, fill=copy)
+        self._changed()
         h5.flush()
 
     # --- row and column attributes -------------------------------------------------------------------
@@ -314,6 +351,7 @@ class LoomStore:
         h5 = self.require_writable(f"write {_KIND[axis]} graph {name!r}")
         path = fmt.graph_path(axis, name)
         tmp = f"{path}.__loomfile_tmp__"
+        self._changed()
         if tmp in h5:
             del h5[tmp]
         group = self._group(tmp)
