@@ -9,8 +9,10 @@ thread pool (never one task per chunk: per-task overhead would exceed the decodi
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -28,6 +30,8 @@ SEGMENT_CHUNKS = 512
 T = TypeVar("T")
 
 _pool: ThreadPoolExecutor | None = None
+_ahead: ThreadPoolExecutor | None = None
+_worker = threading.local()  # .active is True on the decode pool's own threads
 
 
 def threads() -> int:
@@ -38,16 +42,24 @@ def threads() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
+def _mark_worker() -> None:
+    _worker.active = True
+
+
 def pool() -> ThreadPoolExecutor:
     global _pool
     if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=threads(), thread_name_prefix="loomfile-decode")
+        _pool = ThreadPoolExecutor(threads(), thread_name_prefix="loomfile-decode", initializer=_mark_worker)
     return _pool
 
 
 def run_all(tasks: list[Callable[[], None]]) -> None:
-    """Run tasks on the pool (inline when there is only one), re-raising the first failure."""
-    if len(tasks) <= 1 or threads() == 1:
+    """Run tasks on the pool, re-raising the first failure.
+
+    Inline when there is only one task, one thread, or when called from a pool thread (waiting
+    there on more pool tasks could deadlock).
+    """
+    if len(tasks) <= 1 or threads() == 1 or getattr(_worker, "active", False):
         for task in tasks:
             task()
         return
@@ -172,6 +184,45 @@ def _tasks(steps: list[tuple[int, Callable[[], None]]]) -> list[Callable[[], Non
 def _run_each(steps: list[Callable[[], None]]) -> None:
     for step in steps:
         step()
+
+
+Job = tuple[Callable[[], T], Callable[[int], bool]]  # (compute, changed since generation?)
+
+
+def ahead(jobs: Iterable[Job[T]], clock: Callable[[], int]) -> Iterator[T]:
+    """Each job's result, in order, the next one computed in the background while the caller uses
+    the current one: at most two results exist at a time.
+
+    A result is computed again, in order, if what it read changed after it was started (``clock``
+    gives the file's generation; the job says whether anything it depends on changed since), or if
+    the background attempt failed (a read racing a write); so the caller sees what an in-order
+    computation would have seen.
+    """
+    global _ahead
+    if _ahead is None:
+        _ahead = ThreadPoolExecutor(1, thread_name_prefix="loomfile-prefetch")
+    pending: tuple[Callable[[], T], Callable[[int], bool], int, Future[T]] | None = None
+    try:
+        for compute, changed in jobs:
+            following = (compute, changed, clock(), _ahead.submit(compute))
+            if pending is not None:
+                yield _collect(*pending)
+            pending = following
+        if pending is not None:
+            last, pending = pending, None
+            yield _collect(*last)
+    finally:
+        if pending is not None and not pending[3].cancel():
+            with contextlib.suppress(Exception):
+                pending[3].result()  # never leave a read running on a file the caller may now close
+
+
+def _collect(compute: Callable[[], T], changed: Callable[[int], bool], started: int, future: Future[T]) -> T:
+    try:
+        result = future.result()
+    except Exception:
+        return compute()
+    return compute() if changed(started) else result
 
 
 def read(layout: ChunkLayout, rows: AxisSelection, cols: AxisSelection) -> np.ndarray[Any, Any]:

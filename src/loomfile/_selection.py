@@ -83,6 +83,12 @@ class AxisSelection:
     def size(self) -> int:
         return int(self.indices.shape[0])
 
+    def bounds(self) -> tuple[int, int]:
+        """[start, stop) of the smallest range holding every selected index."""
+        if self.indices.size == 0:
+            return (0, 0)
+        return (int(self.indices.min()), int(self.indices.max()) + 1)
+
     def sorted_unique(self) -> tuple[IntArray, IntArray | None]:
         """Sorted unique positions, and how to expand them back (None if already in that form)."""
         idx = self.indices

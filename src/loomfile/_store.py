@@ -15,6 +15,7 @@ import numpy as np
 
 from . import _engine, _matrix_io
 from . import _format as fmt
+from ._changes import LAYERS, META, ChangeLog, layer_key
 from ._chunks import ChunkLayout, layout_of
 from ._errors import (
     LoomClosedError,
@@ -72,8 +73,10 @@ class LoomStore:
         self.mode: str = h5.mode
         # Spec-3 files keep global attributes in /attrs; older ones on the root group.
         self.legacy = fmt.GLOBALS_GROUP not in h5
-        # Chunk layouts of the layers read so far (None: read through h5py); dropped on any write.
-        self._layouts: dict[str, ChunkLayout | None] = {}
+        # Every change is recorded before and after it is made (see _changes).
+        self.changes = ChangeLog()
+        # Chunk layouts of the layers read so far (None: read through h5py), with their generation.
+        self._layouts: dict[str, tuple[int, ChunkLayout | None]] = {}
 
     # --- state -------------------------------------------------------------------------------------
 
@@ -98,6 +101,7 @@ class LoomStore:
                 self._h5 = None
 
     def require_writable(self, action: str) -> h5py.File:
+        """The file, about to be changed (or an error if it is read-only)."""
         h5 = self.h5
         if self.mode == "r":
             msg = f"Cannot {action}: '{self.path}' is open read-only (mode='r'); connect with mode='r+'"
@@ -179,8 +183,10 @@ class LoomStore:
         self, name: str, dset: h5py.Dataset, rows: AxisSelection, cols: AxisSelection
     ) -> ChunkLayout | None:
         """The layer's chunk layout for the engine, built on first use; None to read through h5py."""
-        if name in self._layouts:
-            return self._layouts[name]
+        generation = self.changes.generation
+        cached = self._layouts.get(name)
+        if cached is not None and not self.changes.changed_since(cached[0], (layer_key(name),)):
+            return cached[1]
         if dset.chunks is None:
             return None
         grid = -(-dset.shape[0] // dset.chunks[0]) * -(-dset.shape[1] // dset.chunks[1])
@@ -189,21 +195,19 @@ class LoomStore:
         if self.mode != "r":
             self.h5.flush()  # the engine reads the file's bytes, so HDF5's caches must be on disk
         layout = layout_of(dset)
-        self._layouts[name] = layout
+        self._layouts[name] = (generation, layout)
         return layout
-
-    def _changed(self) -> None:
-        """Forget the chunk layouts: a write may have moved or added chunks."""
-        self._layouts.clear()
 
     def write_layer(
         self, name: str, rows: AxisSelection, cols: AxisSelection, values: np.ndarray[Any, Any]
     ) -> None:
         self.require_writable(f"write to layer {name!r}")
+        box, cbox = rows.bounds(), cols.bounds()
+        self.changes.record(layer_key(name), box, cbox)
         try:
             _matrix_io.write(self.layer(name), rows, cols, values)
         finally:
-            self._changed()
+            self.changes.record(layer_key(name), box, cbox)
         self.touch(fmt.layer_path(name))
 
     def create_layer(self, name: str, shape: tuple[int, int], dtype: np.dtype[Any], fill: Any = None) -> None:
@@ -216,7 +220,7 @@ class LoomStore:
         path = fmt.layer_path(name)
         parent = self._group(path.rsplit("/", 1)[0] or "/")
         tmp = f"{path}.__loomfile_tmp__"
-        self._changed()
+        self.changes.record(LAYERS)
         if tmp in h5:
             del h5[tmp]
         dset = parent.create_dataset(tmp.rsplit("/", 1)[1], **fmt.matrix_dataset_options(shape, dtype))
@@ -229,7 +233,7 @@ class LoomStore:
         if path in h5:
             del h5[path]
         h5.move(tmp, path)
-        self._changed()
+        self.changes.record(LAYERS)
         self.touch(path)
         h5.flush()
 
@@ -239,7 +243,7 @@ class LoomStore:
             msg = "The main matrix (layer '') cannot be deleted"
             raise LoomValueError(msg)
         self.layer(name)
-        self._changed()
+        self.changes.record(LAYERS)
         del h5[fmt.layer_path(name)]
         self.touch(fmt.LAYERS_GROUP)
         h5.flush()
@@ -247,7 +251,7 @@ class LoomStore:
     def resize_columns(self, n_cols: int) -> None:
         """Grow every layer to ``n_cols`` columns (new cells are zero until written)."""
         h5 = self.require_writable("add columns")
-        self._changed()
+        self.changes.record(LAYERS)
         for name in self.layer_names():
             dset = self.layer(name)
             if dset.maxshape[1] is None or dset.maxshape[1] >= n_cols:
@@ -262,7 +266,7 @@ class LoomStore:
                     new[lo : lo + step, : old.shape[1]] = old[lo : lo + step, :]
 
             self.create_layer(name, (dset.shape[0], n_cols), dset.dtype, fill=copy)
-        self._changed()
+        self.changes.record(LAYERS)
         h5.flush()
 
     # --- row and column attributes -------------------------------------------------------------------
@@ -290,20 +294,24 @@ class LoomStore:
 
     def write_attr(self, axis: int, name: str, values: np.ndarray[Any, Any]) -> None:
         h5 = self.require_writable(f"write {_KIND[axis]} attribute {name!r}")
+        self.changes.record(META)
         path = fmt.attr_path(axis, name)
         data, dtype = fmt.encode_for_file(values, legacy=self.legacy)
         self._replace_dataset(path, data=data, dtype=dtype, **fmt.attr_dataset_options(values))
         self.touch(path)
+        self.changes.record(META)
         h5.flush()
 
     def delete_attr(self, axis: int, name: str) -> None:
         h5 = self.require_writable(f"delete {_KIND[axis]} attribute {name!r}")
+        self.changes.record(META)
         path = fmt.attr_path(axis, name)
         if path not in h5:
             msg = f"The file has no {_KIND[axis]} attribute {name!r}"
             raise LoomKeyError(msg)
         del h5[path]
         self.touch(fmt.ATTR_GROUPS[axis])
+        self.changes.record(META)
         h5.flush()
 
     def _replace_dataset(self, path: str, **options: Any) -> None:
@@ -351,7 +359,7 @@ class LoomStore:
         h5 = self.require_writable(f"write {_KIND[axis]} graph {name!r}")
         path = fmt.graph_path(axis, name)
         tmp = f"{path}.__loomfile_tmp__"
-        self._changed()
+        self.changes.record(META)
         if tmp in h5:
             del h5[tmp]
         group = self._group(tmp)
@@ -365,13 +373,16 @@ class LoomStore:
                 del h5[old]
         h5.move(tmp, path)
         self.touch(path)
+        self.changes.record(META)
         h5.flush()
 
     def delete_graph(self, axis: int, name: str) -> None:
         h5 = self.require_writable(f"delete {_KIND[axis]} graph {name!r}")
+        self.changes.record(META)
         path = self._graph_path(axis, name)
         del h5[path]
         self.touch(path.rsplit("/", 1)[0])
+        self.changes.record(META)
         h5.flush()
 
     # --- global attributes ------------------------------------------------------------------------------
@@ -401,27 +412,33 @@ class LoomStore:
 
     def write_global(self, name: str, value: np.ndarray[Any, Any]) -> None:
         h5 = self.require_writable(f"write global attribute {name!r}")
+        self.changes.record(META)
         data, dtype = fmt.encode_for_file(value, legacy=self.legacy)
         if self.legacy:
             h5.attrs.create(name, data, dtype=dtype)
             h5.attrs[fmt.TIMESTAMP_ATTR] = fmt.timestamp()
+            self.changes.record(META)
         else:
             if data.ndim == 0 and dtype is fmt.UTF8:
                 data = data.item()
             self._replace_dataset(f"{fmt.GLOBALS_GROUP}/{name}", data=data, dtype=dtype)
             self.touch(fmt.GLOBALS_GROUP)
+        self.changes.record(META)
         h5.flush()
 
     def delete_global(self, name: str) -> None:
         h5 = self.require_writable(f"delete global attribute {name!r}")
+        self.changes.record(META)
         if name not in self.global_names():
             msg = f"The file has no global attribute {name!r}"
             raise LoomKeyError(msg)
         if self.legacy:
             del h5.attrs[name]
+            self.changes.record(META)
         else:
             del h5[fmt.GLOBALS_GROUP][name]
             self.touch(fmt.GLOBALS_GROUP)
+        self.changes.record(META)
         h5.flush()
 
     # --- creation ---------------------------------------------------------------------------------------

@@ -13,8 +13,9 @@ import h5py
 import numpy as np
 import scipy.sparse as sparse
 
+from . import _engine, _ops
 from . import _format as fmt
-from . import _ops
+from ._changes import META, layer_key
 from ._compat import LoompyAliases
 from ._errors import LoomValueError
 from ._html import to_html
@@ -189,10 +190,22 @@ class LoomConnection(LoompyAliases):
         names = self.layers.keys() if layers is None else ([""] if layers == "" else list(layers))
         positions = _ops.scan_items(items, self.shape[ax], ax)
         other = _ops.other_ordering(self, ax, key)
-        for ix, selection in _ops.scan_bands(positions, self.shape[ax], batch_size):
+
+        store = self._store
+        depends = {META, *(layer_key(n) for n in names)}
+
+        def band(ix: int, selection: np.ndarray) -> _engine.Job[tuple[int, np.ndarray, LoomView]]:
             along = AxisSelection(self.shape[ax], selection)
             rows, cols = (along, other) if ax == 0 else (other, along)
-            yield ix, selection, make_view(self, rows, cols, layers=names, what=what)
+            boxes = (rows.bounds(), cols.bounds())
+            return (
+                lambda: (ix, selection, make_view(self, rows, cols, layers=names, what=what)),
+                lambda since: store.changes.changed_since(since, depends, *boxes),
+            )
+
+        # The next band is read while the caller works on this one: at most two bands in memory.
+        bands = _ops.scan_bands(positions, self.shape[ax], batch_size)
+        yield from _engine.ahead((band(ix, sel) for ix, sel in bands), lambda: store.changes.generation)
 
     def map(
         self,

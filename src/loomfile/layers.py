@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 import scipy.sparse as sparse
 
 from . import _format as fmt
 from . import _matrix_io
+from ._changes import layer_key
+from ._engine import Job, ahead
 from ._errors import LoomValueError
 from ._mapping import NamedMapping
 from ._selection import AxisSelection, normalize_key, result_shape
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     import h5py
@@ -40,6 +44,13 @@ def _shape_values(
     return fmt.cast_for_layer(arr.reshape(rows.size, cols.size), dtype, what)
 
 
+# numpy reductions that give, on a C-ordered float block with axis=1, exactly what they give on each
+# row alone (the same pairwise summation over the same contiguous values).
+REDUCTIONS: frozenset[Callable[..., Any]] = frozenset(
+    {np.mean, np.std, np.var, np.sum, np.max, np.min, np.amax, np.amin, np.count_nonzero, np.median}
+)
+
+
 def bands(n: int, width: int) -> Iterator[slice]:
     """Consecutive slices of at most ``width`` covering ``range(n)``."""
     width = max(1, width)
@@ -51,6 +62,23 @@ def band_width(other_extent: int, chunk: int) -> int:
     """How many rows/columns to handle at once: a multiple of the chunk edge, bounded in memory."""
     width = _matrix_io.BLOCK_ELEMENTS // max(1, other_extent)
     return max(chunk, width // chunk * chunk)
+
+
+SPARSE_BAND = 4096  # loompy's sparse() visits columns in bands this wide
+
+
+def _sparse_blocks(
+    rows: AxisSelection, cols: AxisSelection
+) -> Iterator[tuple[AxisSelection, AxisSelection, tuple[int, np.ndarray]]]:
+    """Blocks for sparse(): selected columns grouped by band of SPARSE_BAND file columns, each band
+    cut into blocks of rows. Tagged (first row position, column positions in the result)."""
+    band_of = cols.indices // SPARSE_BAND
+    for band in np.unique(band_of):
+        positions = np.flatnonzero(band_of == band)
+        part = AxisSelection(cols.n, cols.indices[positions])
+        height = band_width(positions.size, 64)
+        for b in bands(rows.size, height):
+            yield AxisSelection(rows.n, rows.indices[b]), part, (b.start, positions)
 
 
 def _as_selection(key: Any, n: int, axis: int) -> AxisSelection:
@@ -101,26 +129,54 @@ class LoomLayer:
     def last_modified(self) -> str:
         return self._store.timestamp_of(fmt.layer_path(self.name)) or fmt.timestamp()
 
+    def _blocks(self, blocks: Iterable[tuple[AxisSelection, AxisSelection, T]]) -> Iterator[tuple[T, Any]]:
+        """(tag, values) for each (rows, cols, tag), the next block read while the caller uses this one."""
+        store = self._store
+        depends = (layer_key(self.name),)
+
+        def job(rows: AxisSelection, cols: AxisSelection, tag: T) -> Job[tuple[T, Any]]:
+            boxes = (rows.bounds(), cols.bounds())
+            return (
+                lambda: (tag, store.read_layer(self.name, rows, cols)),
+                lambda since: store.changes.changed_since(since, depends, *boxes),
+            )
+
+        return ahead((job(*b) for b in blocks), lambda: store.changes.generation)
+
+    def _bands(self, axis: int, other: AxisSelection) -> Iterator[tuple[slice, Any]]:
+        """(band, values) over every row (axis 0) or column (axis 1), a chunk-aligned band at a time."""
+        n = self.shape[axis]
+        chunk = (self._dataset().chunks or (64, 64))[axis]
+
+        def band(b: slice) -> tuple[AxisSelection, AxisSelection, slice]:
+            along = AxisSelection.from_key(b, n, axis)
+            return (along, other, b) if axis == 0 else (other, along, b)
+
+        return self._blocks(band(b) for b in bands(n, band_width(other.size, chunk)))
+
     def sparse(self, rows: Any = None, cols: Any = None, dtype: Any = None) -> sparse.coo_matrix:
-        """The layer (or the given rows/columns: int arrays or bool masks) as a ``coo_matrix``."""
+        """The layer (or the given rows/columns: int arrays or bool masks) as a ``coo_matrix``.
+
+        One pass, memory for the nonzeros found so far plus two blocks. The entries come in loompy's
+        order (bands of 4096 columns, row-major within each) and, as in loompy, the values are
+        float64 unless ``dtype`` is given (``dtype="float32"`` halves the memory).
+        """
         n_rows, n_cols = self.shape
         row_sel = _as_selection(rows, n_rows, 0)
         col_sel = _as_selection(cols, n_cols, 1)
-        data, row_ix, col_ix = [], [], []
-        chunk = (self._dataset().chunks or (64, 64))[1]
-        for band in bands(col_sel.size, band_width(row_sel.size, chunk)):
-            part = AxisSelection(n_cols, col_sel.indices[band])
-            block = self._store.read_layer(self.name, row_sel, part)
-            r, c = np.nonzero(block)
-            data.append(block[r, c])
-            row_ix.append(r)
-            col_ix.append(c + band.start)
-        values = np.concatenate(data) if data else np.zeros(0, self.dtype)
-        if dtype is not None:
-            values = values.astype(dtype)
         shape = (row_sel.size, col_sel.size)
+        out_dtype = np.dtype("float64" if dtype is None else dtype)
+        index_dtype = np.int32 if max(shape) < np.iinfo(np.int32).max else np.int64
+        data, row_ix, col_ix = [], [], []
+        for (r0, positions), block in self._blocks(_sparse_blocks(row_sel, col_sel)):
+            r, c = np.nonzero(block)
+            data.append(block[r, c].astype(out_dtype))
+            row_ix.append((r + r0).astype(index_dtype))
+            col_ix.append(positions[c].astype(index_dtype))
         if not data:
-            return sparse.coo_matrix(shape, dtype=values.dtype)
+            return sparse.coo_matrix(shape, dtype=out_dtype)
+        values = np.concatenate(data)
+        del data
         return sparse.coo_matrix((values, (np.concatenate(row_ix), np.concatenate(col_ix))), shape=shape)
 
     def map(
@@ -133,6 +189,9 @@ class LoomLayer:
         """Apply each function to every row (axis 0) or column (axis 1); one float64 array per function.
 
         ``selection`` restricts the other axis (which columns each row function sees, or vice versa).
+        numpy reductions (mean, std, sum, ...) run on whole bands at once; other functions are called
+        once per row or column, as in loompy. ``chunksize`` is accepted for compatibility: bands
+        follow the chunk grid instead, which does not change any result.
         """
         if callable(f_list):
             msg = "f_list must be a list of functions, not a function itself"
@@ -145,11 +204,14 @@ class LoomLayer:
             slice(None) if selection is None else selection, shape[1 - axis], 1 - axis
         )
         results = [np.zeros(shape[axis]) for _ in f_list]
-        for band in bands(shape[axis], chunksize):
-            along = AxisSelection.from_key(band, shape[axis], axis)
-            block = self._store.read_layer(self.name, *((along, other) if axis == 0 else (other, along)))
+        vectorised = self.dtype.kind == "f"
+        for band, block in self._bands(axis, other):
+            vectors = block if axis == 0 else np.ascontiguousarray(block.T)  # one vector per row
             for f, out in zip(f_list, results, strict=True):
-                out[band] = np.apply_along_axis(f, 1 - axis, block)
+                if vectorised and f in REDUCTIONS:
+                    out[band] = cast(Callable[..., Any], f)(vectors, axis=1)
+                else:
+                    out[band] = np.apply_along_axis(f, 1, vectors)
         return results
 
     def _permute(self, ordering: np.ndarray, *, axis: int) -> None:
