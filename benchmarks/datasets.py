@@ -38,7 +38,9 @@ class Model:
         unspliced = rng.binomial(counts.astype(np.int64), 0.3).astype(np.uint16)
         barcodes = rng.integers(0, 4, (n, 14))
         letters = np.array(list("ACGT"))
-        cell_ids = np.array([f"s1:{''.join(letters[b])}-{start + i}" for i, b in enumerate(barcodes)], dtype=object)
+        cell_ids = np.array(
+            [f"s1:{''.join(letters[b])}-{start + i}" for i, b in enumerate(barcodes)], dtype=object
+        )
         return {
             "layers": {"": counts, "unspliced": unspliced},
             "col_attrs": {
@@ -64,7 +66,9 @@ def knn_graph(n_cells: int, k: int = 10, seed: int = 0) -> sparse.coo_matrix:
     rng = np.random.default_rng(seed)
     rows = np.repeat(np.arange(n_cells), k)
     cols = rng.integers(0, n_cells, n_cells * k)
-    return sparse.coo_matrix((rng.random(n_cells * k).astype(np.float32), (rows, cols)), shape=(n_cells, n_cells))
+    return sparse.coo_matrix(
+        (rng.random(n_cells * k).astype(np.float32), (rows, cols)), shape=(n_cells, n_cells)
+    )
 
 
 def path_for(n_genes: int, n_cells: int) -> Path:

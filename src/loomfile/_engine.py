@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ TASK_CHUNKS = 256
 # A band decodes at most this many chunks at once (bounds each thread's buffers to a few MiB).
 SEGMENT_CHUNKS = 512
 T = TypeVar("T")
+X = TypeVar("X")
 
 _pool: ThreadPoolExecutor | None = None
 _ahead: ThreadPoolExecutor | None = None
@@ -184,6 +186,33 @@ def _tasks(steps: list[tuple[int, Callable[[], None]]]) -> list[Callable[[], Non
 def _run_each(steps: list[Callable[[], None]]) -> None:
     for step in steps:
         step()
+
+
+def ordered(fn: Callable[[X], T], items: Iterable[X]) -> Iterator[T]:
+    """``fn(item)`` for each item, in order, computed on the pool, a few at a time.
+
+    For whole-layer operations (sparse, map) with no caller code between items: each task reads
+    its block (inline, on its pool thread) and reduces it there, so reading, decoding and the
+    numpy work all use every core. At most 2 x threads items are in flight.
+    """
+    if threads() == 1 or getattr(_worker, "active", False):
+        yield from map(fn, items)
+        return
+    window = 2 * threads()
+    queue: deque[Future[T]] = deque()
+    try:
+        for item in items:
+            queue.append(pool().submit(fn, item))
+            if len(queue) >= window:
+                yield queue.popleft().result()
+        while queue:
+            yield queue.popleft().result()
+    finally:
+        for f in queue:
+            f.cancel()
+        for f in queue:
+            with contextlib.suppress(Exception):
+                f.result()
 
 
 Job = tuple[Callable[[], T], Callable[[int], bool]]  # (compute, changed since generation?)

@@ -11,7 +11,7 @@ import scipy.sparse as sparse
 from . import _format as fmt
 from . import _matrix_io
 from ._changes import layer_key
-from ._engine import Job, ahead
+from ._engine import Job, ahead, ordered
 from ._errors import LoomValueError
 from ._mapping import NamedMapping
 from ._selection import AxisSelection, normalize_key, result_shape
@@ -58,13 +58,14 @@ def bands(n: int, width: int) -> Iterator[slice]:
         yield slice(lo, min(n, lo + width))
 
 
-def band_width(other_extent: int, chunk: int) -> int:
-    """How many rows/columns to handle at once: a multiple of the chunk edge, bounded in memory."""
-    width = _matrix_io.BLOCK_ELEMENTS // max(1, other_extent)
+def band_width(other_extent: int, chunk: int, elements: int = _matrix_io.BLOCK_ELEMENTS) -> int:
+    """How many rows/columns to handle at once: a multiple of the chunk edge, about ``elements``."""
+    width = elements // max(1, other_extent)
     return max(chunk, width // chunk * chunk)
 
 
 SPARSE_BAND = 4096  # loompy's sparse() visits columns in bands this wide
+TASK_ELEMENTS = 4 * 1024 * 1024  # one block of work for a pool thread (16 MiB of float32)
 
 
 def _sparse_blocks(
@@ -76,7 +77,7 @@ def _sparse_blocks(
     for band in np.unique(band_of):
         positions = np.flatnonzero(band_of == band)
         part = AxisSelection(cols.n, cols.indices[positions])
-        height = band_width(positions.size, 64)
+        height = band_width(positions.size, 64, TASK_ELEMENTS)
         for b in bands(rows.size, height):
             yield AxisSelection(rows.n, rows.indices[b]), part, (b.start, positions)
 
@@ -167,12 +168,26 @@ class LoomLayer:
         shape = (row_sel.size, col_sel.size)
         out_dtype = np.dtype("float64" if dtype is None else dtype)
         index_dtype = np.int32 if max(shape) < np.iinfo(np.int32).max else np.int64
+        store, name = self._store, self.name
+
+        def nonzeros(
+            block: tuple[AxisSelection, AxisSelection, tuple[int, np.ndarray]],
+        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            rows_part, cols_part, (r0, positions) = block
+            values = store.read_layer(name, rows_part, cols_part)
+            flat = np.flatnonzero(values)
+            r, c = np.divmod(flat, values.shape[1])
+            return (
+                values.ravel()[flat].astype(out_dtype),
+                (r + r0).astype(index_dtype),
+                positions[c].astype(index_dtype),
+            )
+
         data, row_ix, col_ix = [], [], []
-        for (r0, positions), block in self._blocks(_sparse_blocks(row_sel, col_sel)):
-            r, c = np.nonzero(block)
-            data.append(block[r, c].astype(out_dtype))
-            row_ix.append((r + r0).astype(index_dtype))
-            col_ix.append(positions[c].astype(index_dtype))
+        for d, r, c in ordered(nonzeros, _sparse_blocks(row_sel, col_sel)):
+            data.append(d)
+            row_ix.append(r)
+            col_ix.append(c)
         if not data:
             return sparse.coo_matrix(shape, dtype=out_dtype)
         values = np.concatenate(data)
@@ -204,14 +219,31 @@ class LoomLayer:
             slice(None) if selection is None else selection, shape[1 - axis], 1 - axis
         )
         results = [np.zeros(shape[axis]) for _ in f_list]
-        vectorised = self.dtype.kind == "f"
-        for band, block in self._bands(axis, other):
+
+        def apply(block: Any) -> list[Any]:
             vectors = block if axis == 0 else np.ascontiguousarray(block.T)  # one vector per row
-            for f, out in zip(f_list, results, strict=True):
-                if vectorised and f in REDUCTIONS:
-                    out[band] = cast(Callable[..., Any], f)(vectors, axis=1)
-                else:
-                    out[band] = np.apply_along_axis(f, 1, vectors)
+            if self.dtype.kind == "f" and all(f in REDUCTIONS for f in f_list):
+                return [cast(Callable[..., Any], f)(vectors, axis=1) for f in f_list]
+            return [np.apply_along_axis(f, 1, vectors) for f in f_list]
+
+        if self.dtype.kind == "f" and all(f in REDUCTIONS for f in f_list):
+            # numpy reductions release the GIL: read and reduce each band on the pool.
+            store, name = self._store, self.name
+            n, chunk = shape[axis], (self._dataset().chunks or (64, 64))[axis]
+
+            def task(b: slice) -> tuple[slice, list[Any]]:
+                along = AxisSelection.from_key(b, n, axis)
+                key = (along, other) if axis == 0 else (other, along)
+                return b, apply(store.read_layer(name, *key))
+
+            done: Iterable[tuple[slice, list[Any]]] = ordered(
+                task, bands(n, band_width(other.size, chunk, TASK_ELEMENTS))
+            )
+        else:  # other functions are called one vector at a time, in this thread, as in loompy
+            done = ((band, apply(block)) for band, block in self._bands(axis, other))
+        for band, values in done:
+            for out, v in zip(results, values, strict=True):
+                out[band] = v
         return results
 
     def _permute(self, ordering: np.ndarray, *, axis: int) -> None:
