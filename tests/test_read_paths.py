@@ -47,7 +47,7 @@ FUNCTIONS = [np.mean, np.std, np.var, np.sum, np.max, np.min, np.median, np.coun
 @pytest.mark.parametrize("axis", [0, 1])
 @pytest.mark.parametrize("selection", [None, "mask"])
 def test_map_is_bit_identical_to_loompy(wide: Any, threads: int, axis: int, selection: Any) -> None:
-    ref, new, m = wide
+    ref, new, _ = wide
     if selection == "mask":
         selection = np.arange((N_COLS, N_ROWS)[axis]) % 3 != 0
     with loompy.connect(ref, "r") as a, loomfile.connect(new, "r") as b:
