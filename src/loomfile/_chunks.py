@@ -21,7 +21,7 @@ from ._codec import LIBDEFLATE, SUPPORTED_FILTERS, Pipeline, corrupt, unshuffle
 from ._errors import LoomFormatError
 
 # Chunks whose stored bytes lie this close together are fetched with one read.
-GAP_BYTES = 256 * 1024
+GAP_BYTES = 16 * 1024  # about what one read call costs, in bytes copied
 
 
 class _Scratch(threading.local):
@@ -101,15 +101,13 @@ class ChunkLayout:
     def grid(self) -> tuple[int, int]:
         return (int(self.offsets.shape[0]), int(self.offsets.shape[1]))
 
-    def _fetch(self, grid_row: int, grid_cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Read the stored bytes of chunks (grid_row, c) for each c into this thread's buffer.
+    def _fetch(self, offsets: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Read the stored bytes of the given chunks into this thread's buffer.
 
         Returns the buffer and each chunk's position in it. Chunks whose bytes lie within GAP_BYTES
         of each other on disk are fetched with one read (few reads, few GIL hand-offs).
         """
-        offsets = self.offsets[grid_row, grid_cols]
-        sizes = self.sizes[grid_row, grid_cols]
-        positions = np.zeros(len(grid_cols), dtype=np.int64)
+        positions = np.zeros(len(offsets), dtype=np.int64)
         present = np.flatnonzero(sizes)
         if present.size == 0:
             return _scratch.get("raw", 0), positions
@@ -133,49 +131,55 @@ class ChunkLayout:
             msg = f"{self.name} is truncated: chunk bytes at {offset} lie beyond the end of the file"
             raise LoomFormatError(msg)
 
-    def decode_row(self, grid_row: int, grid_cols: np.ndarray) -> np.ndarray[Any, Any]:
-        """Chunks (grid_row, c) for each c, decoded, as an array (len(grid_cols), c0, c1).
+    def decode(self, grid_rows: np.ndarray, grid_cols: np.ndarray) -> np.ndarray[Any, Any]:
+        """Chunks (r, c) for r in grid_rows and c in grid_cols, decoded: an array (nr, nc, c0, c1).
 
         The array lives in this thread's scratch buffer: use it before the next call.
         """
-        k, nb = len(grid_cols), self.chunk_nbytes
-        raw, positions = self._fetch(grid_row, grid_cols)
+        cells = np.ix_(grid_rows, grid_cols)
+        nr, nc = len(grid_rows), len(grid_cols)
+        k, nb = nr * nc, self.chunk_nbytes
+        sizes_arr = self.sizes[cells].ravel()
+        masks_arr = self.masks[cells].ravel()
+        raw, positions = self._fetch(self.offsets[cells].ravel(), sizes_arr)
         out = _scratch.get("out", k * nb)
-        sizes = self.sizes[grid_row, grid_cols].tolist()
-        masks = self.masks[grid_row, grid_cols].tolist()
-        fast = np.flatnonzero((self.sizes[grid_row, grid_cols] > 0) & (self.masks[grid_row, grid_cols] == 0))
+        fast = np.flatnonzero((sizes_arr > 0) & (masks_arr == 0))
         if self.pipeline.direct and fast.size:
             assert LIBDEFLATE is not None
             decompress, d = LIBDEFLATE.zlib_decompress, LIBDEFLATE.decompressor()
             srcs = (positions[fast] + raw.ctypes.data).tolist()
             dsts = (fast * nb + out.ctypes.data).tolist()
-            lens = [sizes[j] for j in fast.tolist()]
             # The hot loop: one C call per chunk, the GIL released inside it.
             failed = [
                 j
-                for j, a, n, b in zip(fast.tolist(), srcs, lens, dsts, strict=True)
+                for j, a, n, b in zip(fast.tolist(), srcs, sizes_arr[fast].tolist(), dsts, strict=True)
                 if decompress(d, a, n, b, nb, None)
             ]
             for j in failed:
-                p = int(positions[j])
-                self._decode_one(raw, p, sizes[j], 0, grid_row, int(grid_cols[j]))  # raises the error
-                raise corrupt(self._where(grid_row, int(grid_cols[j])), "libdeflate rejected it")
+                where = self._where(int(grid_rows[j // nc]), int(grid_cols[j % nc]))
+                self.pipeline.decode(raw[positions[j] : positions[j] + sizes_arr[j]].tobytes(), 0, where)
+                raise corrupt(where, "libdeflate rejected it")  # (decode above raises first)
         else:
             fast = fast[:0]
-        for j, (p, s, m) in enumerate(zip(positions.tolist(), sizes, masks, strict=True)):
-            if s and (m or not self.pipeline.direct):
-                out[j * nb : (j + 1) * nb] = self._decode_one(raw, p, s, m, grid_row, int(grid_cols[j]))
+        slow = np.flatnonzero(sizes_arr > 0) if not self.pipeline.direct else np.flatnonzero(masks_arr)
+        for j in slow.tolist():
+            p, size = int(positions[j]), int(sizes_arr[j])
+            where = self._where(int(grid_rows[j // nc]), int(grid_cols[j % nc]))
+            out[j * nb : (j + 1) * nb] = self.pipeline.decode(
+                raw[p : p + size].tobytes(), int(masks_arr[j]), where
+            )
         chunks = out.reshape(k, nb)
         if fast.size and self.pipeline.shuffled:
             chunks[fast] = unshuffle(chunks[fast], self.dtype.itemsize)
         values = chunks.view(self.dtype).reshape(k, *self.chunks)
-        missing = [j for j, s in enumerate(sizes) if not s]
-        if missing:
+        missing = np.flatnonzero(sizes_arr == 0)
+        if missing.size:
             values[missing] = self.fill
-        return values
+        return values.reshape(nr, nc, *self.chunks)
 
-    def _decode_one(self, raw: np.ndarray, p: int, s: int, mask: int, row: int, col: int) -> np.ndarray:
-        return self.pipeline.decode(raw[p : p + s].tobytes(), mask, self._where(row, col))
+    def decode_row(self, grid_row: int, grid_cols: np.ndarray) -> np.ndarray[Any, Any]:
+        """One row of chunks, decoded: an array (len(grid_cols), c0, c1) (see ``decode``)."""
+        return self.decode(np.array([grid_row]), grid_cols)[0]
 
     def _where(self, row: int, col: int) -> str:
         return f"Chunk ({row}, {col}) of {self.name}"

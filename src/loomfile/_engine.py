@@ -82,12 +82,13 @@ class _Segment:
     out: slice  # where these columns go in the output
     first: int  # a contiguous run of columns [first, stop), or -1 ...
     stop: int
-    flat: IntArray | None  # ... else each column's position in the flattened decoded chunks
+    rank: IntArray | None  # ... else each column's chunk (index into grid_cols) ...
+    within: IntArray | None  # ... and its column inside that chunk
 
 
 def _segments(cu: IntArray, layout: ChunkLayout) -> list[_Segment]:
-    """Split the sorted, unique columns ``cu`` so no band decodes more than SEGMENT_CHUNKS chunks."""
-    c0, c1 = layout.chunks
+    """Split the sorted, unique columns ``cu`` so no tile decodes more than SEGMENT_CHUNKS chunk columns."""
+    c1 = layout.chunks[1]
     grid_of = cu // c1
     grid_cols = np.unique(grid_of)
     run = int(cu[-1]) - int(cu[0]) + 1 == cu.size
@@ -98,48 +99,94 @@ def _segments(cu: IntArray, layout: ChunkLayout) -> list[_Segment]:
         q1 = int(np.searchsorted(grid_of, g[-1], "right"))
         part = cu[q0:q1]
         if run:
-            segments.append(_Segment(g, slice(q0, q1), int(part[0]), int(part[-1]) + 1, None))
+            segments.append(_Segment(g, slice(q0, q1), int(part[0]), int(part[-1]) + 1, None, None))
         else:
-            flat = np.searchsorted(g, part // c1) * (c0 * c1) + part % c1
-            segments.append(_Segment(g, slice(q0, q1), -1, -1, flat))
+            segments.append(_Segment(g, slice(q0, q1), -1, -1, np.searchsorted(g, part // c1), part % c1))
     return segments
 
 
-def _place_run(dst: np.ndarray, src: np.ndarray, first: int, stop: int, c1: int) -> None:
-    """dst[:, :] = columns [first, stop) of the chunks ``src`` (k, h, c1) laid side by side.
+@dataclass
+class _RowGroup:
+    """The selected rows that fall into one chunk row, and where they go in the output."""
 
-    ``src[j]`` holds columns [(g + j) * c1, (g + j + 1) * c1) where g = first // c1.
+    grid_row: int
+    rows: slice | IntArray  # rows within the chunk
+    out: slice
+    full: bool  # every row of a whole chunk
+
+
+def _row_groups(ru: IntArray, c0: int) -> list[_RowGroup]:
+    band_of = ru // c0
+    breaks = np.flatnonzero(np.diff(band_of)) + 1
+    starts = np.concatenate(([0], breaks)).tolist()
+    stops = np.concatenate((breaks, [ru.size])).tolist()
+    groups = []
+    for p0, p1 in zip(starts, stops, strict=True):
+        g = int(band_of[p0])
+        local = ru[p0:p1] - g * c0
+        rows: slice | IntArray = local
+        if int(local[-1]) - int(local[0]) + 1 == local.size:
+            rows = slice(int(local[0]), int(local[-1]) + 1)
+        groups.append(_RowGroup(g, rows, slice(p0, p1), isinstance(rows, slice) and rows == slice(0, c0)))
+    return groups
+
+
+def _place(dst: np.ndarray, src: np.ndarray, seg: _Segment) -> None:
+    """Place chunks ``src`` (m, k, h, c1) — m chunk rows of h selected rows, k chunk columns —
+    into ``dst`` (m * h rows, the segment's columns)."""
+    m, k, h, c1 = src.shape
+    if seg.rank is None or seg.within is None:
+        _place_run(dst, src, seg.first, seg.stop)
+        return
+    flat = (np.arange(h) * c1)[:, None] + (seg.rank * (h * c1) + seg.within)[None, :]
+    slabs = np.ascontiguousarray(src).reshape(m, k * h * c1)
+    dst[:, :] = np.take(slabs, flat.ravel(), axis=1).reshape(m * h, flat.shape[1])
+
+
+def _place_run(dst: np.ndarray, src: np.ndarray, first: int, stop: int) -> None:
+    """dst = columns [first, stop) of the chunks ``src`` (m, k, h, c1) laid side by side.
+
+    ``src[:, j]`` holds columns [(g + j) * c1, (g + j + 1) * c1) where g = first // c1. Each part is
+    one copy through a strided view of ``dst`` that groups its rows by chunk row.
     """
-    k = src.shape[0]
-    off = first % c1
-    if k == 1:
-        dst[:, :] = src[0, :, off : off + (stop - first)]
-        return
-    head = c1 - off
-    dst[:, :head] = src[0, :, off:]
-    middle = k - 2
-    if middle:
-        inner = dst[:, head : head + middle * c1]
-        view = np.lib.stride_tricks.as_strided(
-            inner,
-            shape=(inner.shape[0], middle, c1),
-            strides=(inner.strides[0], c1 * inner.strides[1], inner.strides[1]),
+    m, k, h, c1 = src.shape
+    rs, cs = dst.strides
+
+    def view(col: int, shape: tuple[int, ...], strides: tuple[int, ...]) -> np.ndarray:
+        return np.lib.stride_tricks.as_strided(
+            dst[:, col:], shape=(m, h, *shape), strides=(h * rs, rs, *strides)
         )
-        np.copyto(view, src[1 : k - 1].transpose(1, 0, 2))
-    dst[:, head + middle * c1 :] = src[k - 1, :, : stop - first - head - middle * c1]
 
-
-def _read_band(
-    layout: ChunkLayout, grid_row: int, rows: slice | IntArray, seg: _Segment, dst: np.ndarray
-) -> None:
-    """Decode one row of chunks and place the selected rows and columns into ``dst``."""
-    chunks = layout.decode_row(grid_row, seg.grid_cols)
-    if seg.flat is None:
-        _place_run(dst, chunks[:, rows, :], seg.first, seg.stop, layout.chunks[1])
+    off, width = first % c1, stop - first
+    if k == 1:
+        np.copyto(view(0, (width,), (cs,)), src[:, 0, :, off : off + width])
         return
-    row_ix = np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows
-    flat = (row_ix * layout.chunks[1])[:, None] + seg.flat[None, :]
-    np.take(chunks.reshape(-1), flat, out=dst, mode="clip")  # indices are in range; "clip" avoids a buffer
+    head, middle = c1 - off, k - 2
+    np.copyto(view(0, (head,), (cs,)), src[:, 0, :, off:])
+    if middle:
+        np.copyto(view(head, (middle, c1), (c1 * cs, cs)), src[:, 1 : k - 1].transpose(0, 2, 1, 3))
+    tail = width - head - middle * c1
+    np.copyto(view(head + middle * c1, (tail,), (cs,)), src[:, k - 1, :, :tail])
+
+
+def _read_tile(layout: ChunkLayout, tile: list[_RowGroup], seg: _Segment, out: np.ndarray) -> None:
+    """Decode the chunks of some chunk rows x one segment, and place the selection into ``out``.
+
+    Runs of whole chunk rows are placed with a few copies for the run; other rows one chunk row
+    at a time.
+    """
+    chunks = layout.decode(np.array([t.grid_row for t in tile]), seg.grid_cols)
+    i = 0
+    while i < len(tile):
+        j = i + 1
+        if tile[i].full:
+            while j < len(tile) and tile[j].full:
+                j += 1
+            src = chunks[i:j]
+        else:
+            src = chunks[i : i + 1, :, tile[i].rows, :]
+        _place(out[tile[i].out.start : tile[j - 1].out.stop, seg.out], src, seg)
+        i = j
 
 
 def read_sorted(layout: ChunkLayout, ru: IntArray, cu: IntArray) -> np.ndarray[Any, Any]:
@@ -147,22 +194,14 @@ def read_sorted(layout: ChunkLayout, ru: IntArray, cu: IntArray) -> np.ndarray[A
     out = np.empty((ru.size, cu.size), dtype=layout.dtype)
     if ru.size == 0 or cu.size == 0:
         return out
-    c0 = layout.chunks[0]
     segments = _segments(cu, layout)
-    band_of = ru // c0
-    breaks = np.flatnonzero(np.diff(band_of)) + 1
-    starts = np.concatenate(([0], breaks)).tolist()
-    stops = np.concatenate((breaks, [ru.size])).tolist()
+    groups = _row_groups(ru, layout.chunks[0])
+    per_tile = max(1, TASK_CHUNKS // max(s.grid_cols.size for s in segments))
     steps: list[tuple[int, Callable[[], None]]] = []
-    for p0, p1 in zip(starts, stops, strict=True):
-        g = int(band_of[p0])
-        local = ru[p0:p1] - g * c0
-        rows: slice | IntArray = local
-        if int(local[-1]) - int(local[0]) + 1 == local.size:
-            rows = slice(int(local[0]), int(local[-1]) + 1)
+    for t in range(0, len(groups), per_tile):
+        tile = groups[t : t + per_tile]
         for seg in segments:
-            dst = out[p0:p1, seg.out]
-            steps.append((seg.grid_cols.size, partial(_read_band, layout, g, rows, seg, dst)))
+            steps.append((len(tile) * seg.grid_cols.size, partial(_read_tile, layout, tile, seg, out)))
     run_all(_tasks(steps))
     return out
 

@@ -113,3 +113,16 @@ def normalize_key(key: Any, shape: tuple[int, int]) -> tuple[AxisSelection, Axis
 def result_shape(rows: AxisSelection, cols: AxisSelection) -> tuple[int, ...]:
     """The numpy shape of ``m[rows, cols]`` (int keys drop their axis)."""
     return tuple(s.size for s in (rows, cols) if not s.drop)
+
+
+def take(values: np.ndarray[Any, Any], rows: AxisSelection, cols: AxisSelection) -> np.ndarray[Any, Any]:
+    """``values`` (2-D, in memory) restricted to rows x cols, orthogonally.
+
+    Ranges are applied by basic slicing, so selecting whole bands returns a numpy view without
+    copying (as loompy's in-memory layers do); index arrays are gathered.
+    """
+    r: Any = rows.contiguous if rows.contiguous is not None else rows.indices
+    c: Any = cols.contiguous if cols.contiguous is not None else cols.indices
+    if isinstance(r, slice) or isinstance(c, slice):
+        return values[r, c]
+    return values[np.ix_(r, c)]

@@ -77,6 +77,7 @@ class LoomStore:
         self.changes = ChangeLog()
         # Chunk layouts of the layers read so far (None: read through h5py), with their generation.
         self._layouts: dict[str, tuple[int, ChunkLayout | None]] = {}
+        self._small_reads: dict[str, int] = {}  # chunks read through h5py so far, per layer
 
     # --- state -------------------------------------------------------------------------------------
 
@@ -190,8 +191,12 @@ class LoomStore:
         if dset.chunks is None:
             return None
         grid = -(-dset.shape[0] // dset.chunks[0]) * -(-dset.shape[1] // dset.chunks[1])
-        if _engine.chunks_touched(dset.chunks, rows, cols) * INDEX_COST_RATIO < grid:
-            return None  # a small read: h5py is cheaper than indexing every chunk of the layer
+        # Small reads go through h5py until, together, they have cost more than indexing the layer.
+        touched = self._small_reads.get(name, 0) + _engine.chunks_touched(dset.chunks, rows, cols)
+        if touched * INDEX_COST_RATIO < grid:
+            self._small_reads[name] = touched
+            return None
+        self._small_reads.pop(name, None)
         if self.mode != "r":
             self.h5.flush()  # the engine reads the file's bytes, so HDF5's caches must be on disk
         layout = layout_of(dset)

@@ -47,6 +47,16 @@ def subgraph(g: sparse.coo_matrix, indices: np.ndarray) -> sparse.coo_matrix:
     Edges with an endpoint outside the selection are dropped. A vertex selected several times gets
     a copy of its edges at every position, so the result matches slicing the dense adjacency matrix.
     """
+    m = indices.shape[0]
+    n = g.shape[0]
+    if m == n and np.array_equal(indices, np.arange(n)):
+        return g.copy()  # every vertex, in order (scans along the other axis): nothing to renumber
+    position = np.full(n, -1, dtype=np.int64)
+    position[indices] = np.arange(m)
+    if np.count_nonzero(position >= 0) == m:  # no vertex selected twice: a lookup table renumbers
+        new_a, new_b = position[g.row], position[g.col]
+        keep = (new_a >= 0) & (new_b >= 0)
+        return sparse.coo_matrix((g.data[keep], (new_a[keep], new_b[keep])), shape=(m, m))
     order = np.argsort(indices, kind="stable")
     old_sorted = indices[order]
     a_lo = np.searchsorted(old_sorted, g.row, "left")
@@ -59,7 +69,6 @@ def subgraph(g: sparse.coo_matrix, indices: np.ndarray) -> sparse.coo_matrix:
     within = np.arange(total) - np.repeat(np.cumsum(pairs) - pairs, pairs)
     new_a = order[a_lo[edge] + within // np.maximum(b_count[edge], 1)]
     new_b = order[b_lo[edge] + within % np.maximum(b_count[edge], 1)]
-    m = indices.shape[0]
     return sparse.coo_matrix((g.data[edge], (new_a, new_b)), shape=(m, m))
 
 
