@@ -82,6 +82,40 @@ def _sparse_blocks(
             yield AxisSelection(rows.n, rows.indices[b]), part, (b.start, positions)
 
 
+class _Entries:
+    """The (data, row, col) arrays of a sparse matrix, appended block by block into arrays sized
+    from the density seen so far (grown geometrically when the guess is short), so the result is
+    built in place: no list of parts, no final concatenation, about 1x its size in memory."""
+
+    def __init__(self, data_dtype: np.dtype[Any], index_dtype: Any, elements: int) -> None:
+        self.dtypes = (data_dtype, np.dtype(index_dtype), np.dtype(index_dtype))
+        self.elements = elements  # of the whole selection
+        self.seen = 0  # elements scanned so far
+        self.n = 0
+        self.buffers = [np.empty(0, dtype=d) for d in self.dtypes]
+
+    def append(self, found: tuple[np.ndarray, np.ndarray, np.ndarray], scanned: int) -> None:
+        self.seen += scanned
+        need = self.n + found[0].size
+        if need > self.buffers[0].size:
+            remaining = self.elements - self.seen  # elements not scanned yet: the most that can come
+            guess = need + int(remaining * (need / max(1, self.seen)) * 1.1)
+            capacity = min(max(guess, int(self.buffers[0].size * 1.25)), need + remaining)
+            for i, old in enumerate(self.buffers):
+                grown = np.empty(capacity, dtype=old.dtype)
+                grown[: self.n] = old[: self.n]
+                self.buffers[i] = grown
+        for buf, part in zip(self.buffers, found, strict=True):
+            buf[self.n : need] = part
+        self.n = need
+
+    def arrays(self) -> list[np.ndarray]:
+        """The filled parts (copied to exact size only if more than a tenth would be wasted)."""
+        if self.buffers[0].size > self.n * 1.1:
+            return [b[: self.n].copy() for b in self.buffers]
+        return [b[: self.n] for b in self.buffers]
+
+
 def _transposed(block: np.ndarray) -> np.ndarray:
     """``block.T`` as a C-ordered array, copied in row bands (5x faster than one strided copy)."""
     out = np.empty(block.shape[::-1], dtype=block.dtype)
@@ -180,27 +214,23 @@ class LoomLayer:
 
         def nonzeros(
             block: tuple[AxisSelection, AxisSelection, tuple[int, np.ndarray]],
-        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int]:
             rows_part, cols_part, (r0, positions) = block
             values = store.read_layer(name, rows_part, cols_part)
-            flat = np.flatnonzero(values)
+            flat = np.flatnonzero(values != 0)  # on a bool mask: several times faster than on floats
             r, c = np.divmod(flat, values.shape[1])
-            return (
+            found = (
                 values.ravel()[flat].astype(out_dtype),
                 (r + r0).astype(index_dtype),
                 positions[c].astype(index_dtype),
             )
+            return found, values.size
 
-        data, row_ix, col_ix = [], [], []
-        for d, r, c in ordered(nonzeros, _sparse_blocks(row_sel, col_sel)):
-            data.append(d)
-            row_ix.append(r)
-            col_ix.append(c)
-        if not data:
-            return sparse.coo_matrix(shape, dtype=out_dtype)
-        values = np.concatenate(data)
-        del data
-        return sparse.coo_matrix((values, (np.concatenate(row_ix), np.concatenate(col_ix))), shape=shape)
+        entries = _Entries(out_dtype, index_dtype, shape[0] * shape[1])
+        for found, size in ordered(nonzeros, _sparse_blocks(row_sel, col_sel)):
+            entries.append(found, size)
+        data, row, col = entries.arrays()
+        return sparse.coo_matrix((data, (row, col)), shape=shape)
 
     def map(
         self,
