@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sparse
 
 from . import _format as fmt
+from ._changes import META
 from ._errors import LoomValueError, SelectionError
 from ._selection import AxisSelection
 
@@ -55,6 +57,32 @@ def scan_bands(items: np.ndarray, n: int, batch_size: int) -> Iterator[tuple[int
         if local.size == width:
             local = np.arange(width, dtype=np.intp)
         yield ix, ix + local
+
+
+class FixedSide:
+    """The attributes and graphs of the axis a scan does not move along: the same for every band,
+    so read once, and read again only if attributes or graphs change during the scan."""
+
+    def __init__(self, ds: LoomConnection, axis: int, other: AxisSelection, what: Sequence[str]) -> None:
+        self._ds, self._other = ds, other
+        keys = ("col_attrs", "col_graphs") if axis == 0 else ("row_attrs", "row_graphs")
+        self._keys = [k for k in keys if k in what]
+        self._lock = threading.Lock()
+        self._made: tuple[int, dict[str, Any]] | None = None
+
+    def get(self) -> dict[str, Any]:
+        changes = self._ds._store.changes
+        with self._lock:
+            if self._made is None or changes.changed_since(self._made[0], (META,)):
+                generation = changes.generation
+                sources = {
+                    "col_attrs": self._ds.ca,
+                    "row_attrs": self._ds.ra,
+                    "col_graphs": self._ds.col_graphs,
+                    "row_graphs": self._ds.row_graphs,
+                }
+                self._made = (generation, {k: sources[k]._select(self._other) for k in self._keys})
+            return self._made[1]
 
 
 def _layers_dict(ds: LoomConnection, layers: Any) -> dict[str, Any]:

@@ -193,13 +193,18 @@ class LoomConnection(LoompyAliases):
 
         store = self._store
         depends = {META, *(layer_key(n) for n in names)}
+        fixed = _ops.FixedSide(self, ax, other, what)
 
         def band(ix: int, selection: np.ndarray) -> _engine.Job[tuple[int, np.ndarray, LoomView]]:
             along = AxisSelection(self.shape[ax], selection)
             rows, cols = (along, other) if ax == 0 else (other, along)
             boxes = (rows.bounds(), cols.bounds())
             return (
-                lambda: (ix, selection, make_view(self, rows, cols, layers=names, what=what)),
+                lambda: (
+                    ix,
+                    selection,
+                    make_view(self, rows, cols, layers=names, what=what, ready=fixed.get()),
+                ),
                 lambda since: store.changes.changed_since(since, depends, *boxes),
             )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import SelectionError
@@ -49,30 +49,32 @@ def make_view(
     *,
     layers: Sequence[str] | None = None,
     what: Sequence[str] = ("col_attrs", "row_attrs", "layers", "col_graphs", "row_graphs"),
+    ready: Mapping[str, AttributeManager | GraphManager] | None = None,
 ) -> LoomView:
-    """Slice ``source`` by ``rows`` x ``cols`` (keys or AxisSelections) into a LoomView."""
+    """Slice ``source`` by ``rows`` x ``cols`` (keys or AxisSelections) into a LoomView.
+
+    ``ready`` may hold in-memory attributes or graphs already restricted to this selection (a scan
+    reuses those of the axis it does not move along); the view gets its own copy of them.
+    """
     from .attributes import AttributeManager
     from .graphs import GraphManager
 
     shape = source.shape
     row_sel = _as_axis(rows, shape[0], 0)
     col_sel = _as_axis(cols, shape[1], 1)
-    ra = (
-        source.ra._select(row_sel) if "row_attrs" in what else AttributeManager.in_memory(0, {}, row_sel.size)
-    )
-    ca = (
-        source.ca._select(col_sel) if "col_attrs" in what else AttributeManager.in_memory(1, {}, col_sel.size)
-    )
-    rg = (
-        source.row_graphs._select(row_sel)
-        if "row_graphs" in what
-        else GraphManager.in_memory(0, {}, row_sel.size)
-    )
-    cg = (
-        source.col_graphs._select(col_sel)
-        if "col_graphs" in what
-        else GraphManager.in_memory(1, {}, col_sel.size)
-    )
+    ready = ready or {}
+
+    def part(key: str, manager: Any, sel: AxisSelection, empty: Any) -> Any:
+        if key not in what:
+            return empty
+        if key in ready:
+            return ready[key]._select(AxisSelection.full(sel.size))
+        return manager._select(sel)
+
+    ra = part("row_attrs", source.ra, row_sel, AttributeManager.in_memory(0, {}, row_sel.size))
+    ca = part("col_attrs", source.ca, col_sel, AttributeManager.in_memory(1, {}, col_sel.size))
+    rg = part("row_graphs", source.row_graphs, row_sel, GraphManager.in_memory(0, {}, row_sel.size))
+    cg = part("col_graphs", source.col_graphs, col_sel, GraphManager.in_memory(1, {}, col_sel.size))
     lm = source.layers._select(row_sel, col_sel, layers)
     return LoomView(lm, ra, ca, rg, cg, filename=source.filename, file_attrs=source.attrs.snapshot())
 
