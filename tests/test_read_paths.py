@@ -185,3 +185,77 @@ def test_scan_stopped_early_leaves_no_read_running(wide: Any) -> None:
         break
     ds.close()
     assert _engine._ahead is None or _engine._ahead._work_queue.empty()
+
+
+@pytest.fixture(scope="module")
+def long_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, np.ndarray]:
+    """80 MB of float32 (400 x 50000, 10% nonzero) in a file."""
+    rng = np.random.default_rng(5)
+    m = np.zeros((400, 50_000), dtype=np.float32)
+    hits = rng.random(m.shape) < 0.1
+    m[hits] = rng.integers(1, 50, int(hits.sum()))
+    path = os.fspath(tmp_path_factory.mktemp("long") / "long.loom")
+    loomfile.create(path, m, {"Gene": np.arange(400)}, {"Cell": np.arange(50_000)})
+    return path, m
+
+
+def _peak_during(action: Any) -> tuple[Any, int]:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = action()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_scan_holds_about_two_bands(long_file: Any) -> None:
+    path, m = long_file
+    band_bytes = 400 * 512 * 4
+    with loomfile.connect(path, "r") as ds:
+        ds[:, :64]  # index the layer outside the measurement
+
+        def scan() -> float:
+            total = 0.0
+            for _ix, _sel, view in ds.scan(axis=1, batch_size=512, layers=[""]):
+                total += float(view[:, :].sum(dtype=np.float64))
+            return total
+
+        total, peak = _peak_during(scan)
+    assert total == pytest.approx(float(m.sum(dtype=np.float64)))
+    # two bands, decoding buffers and the view's attributes: far below the 80 MB of the layer
+    assert peak < 8 * band_bytes, peak / band_bytes
+
+
+def test_sparse_peak_memory_is_below_three_times_the_result(long_file: Any) -> None:
+    path, m = long_file
+    with loomfile.connect(path, "r") as ds:
+        ds[:, :64]
+        result, peak = _peak_during(lambda: ds.layers[""].sparse())
+    size = result.data.nbytes + result.row.nbytes + result.col.nbytes
+    assert result.nnz == np.count_nonzero(m)
+    assert peak < 3 * size, peak / size
+
+
+def test_dropped_connections_and_views_are_freed_without_the_garbage_collector(
+    wide: Any, tmp_path: Path
+) -> None:
+    """No reference cycles: a dropped connection releases its file at once, a scan band its memory."""
+    import gc
+    import weakref
+
+    import h5py
+
+    path = _copy(wide[1], tmp_path)
+    gc.disable()
+    try:
+        ds = loomfile.connect(path, "r+")
+        view = ds.view[:5, :5]
+        refs = [weakref.ref(ds), weakref.ref(view)]
+        del ds, view
+        assert all(r() is None for r in refs)
+        with h5py.File(path, "w"):  # HDF5 refuses to truncate a file this process still has open
+            pass
+    finally:
+        gc.enable()

@@ -48,8 +48,9 @@ class ChunkLayout:
     def __init__(self, dset: h5py.Dataset, fd: int, filters: tuple[int, ...]) -> None:
         self.name = dset.name
         self.fd = fd
-        self.shape = (int(dset.shape[0]), int(dset.shape[1]))
-        self.chunks = (int(dset.chunks[0]), int(dset.chunks[1]))
+        self.ndim = dset.ndim  # a 1-D dataset is read as one column: shape (n, 1), chunks (c, 1)
+        self.shape = (int(dset.shape[0]), int(dset.shape[1]) if dset.ndim == 2 else 1)
+        self.chunks = (int(dset.chunks[0]), int(dset.chunks[1]) if dset.ndim == 2 else 1)
         self.dtype = np.dtype(dset.dtype)
         self.chunk_nbytes = self.chunks[0] * self.chunks[1] * self.dtype.itemsize
         self.pipeline = Pipeline(filters, self.dtype.itemsize, self.chunk_nbytes)
@@ -70,8 +71,9 @@ class ChunkLayout:
             found = [dset.id.get_chunk_info(i) for i in range(dset.id.get_num_chunks())]
         if not found:
             return
-        coords = np.array([info.chunk_offset for info in found], dtype=np.int64)
-        rows, cols = coords[:, 0] // c0, coords[:, 1] // c1
+        coords = np.array([info.chunk_offset for info in found], dtype=np.int64).reshape(len(found), -1)
+        rows = coords[:, 0] // c0
+        cols = coords[:, 1] // c1 if self.ndim == 2 else np.zeros_like(rows)
         if (rows >= self.offsets.shape[0]).any() or (cols >= self.offsets.shape[1]).any():
             # HDF5 2.0 misreports chunk positions in extensible-array indexes (libver="latest",
             # unlimited columns): trust nothing it said, let h5py read this dataset.
@@ -88,8 +90,9 @@ class ChunkLayout:
         picks = {0, len(present) - 1, len(present) // 2} if len(present) else set()
         for i in picks:
             r, c = (int(x) for x in present[i])
+            where = (r * self.chunks[0], c * self.chunks[1])[: self.ndim]
             try:
-                _mask, stored = dset.id.read_direct_chunk((r * self.chunks[0], c * self.chunks[1]))
+                _mask, stored = dset.id.read_direct_chunk(where)
             except (RuntimeError, OSError, ValueError):  # HDF5 has no chunk there: the index lied
                 return False
             on_disk = os.pread(self.fd, int(self.sizes[r, c]), int(self.offsets[r, c]))
@@ -187,7 +190,7 @@ class ChunkLayout:
 
 def layout_of(dset: h5py.Dataset) -> ChunkLayout | None:
     """The chunk layout of ``dset``, or None when the engine cannot read it (h5py reads it instead)."""
-    if dset.ndim != 2 or dset.chunks is None or dset.is_virtual or dset.external:
+    if dset.ndim not in (1, 2) or dset.chunks is None or dset.is_virtual or dset.external:
         return None
     if np.dtype(dset.dtype).kind not in "iuf" or dset.file.driver != "sec2":
         return None

@@ -62,6 +62,8 @@ def open_h5(path: str, mode: str) -> h5py.File:
 
 # Indexing a layer costs about 1/50 of reading one chunk through h5py per chunk of the layer.
 INDEX_COST_RATIO = 50
+# Whole attributes with fewer chunks are read by h5py (indexing them would cost more than it saves).
+ENGINE_MIN_CHUNKS = 64
 
 
 class LoomStore:
@@ -291,7 +293,7 @@ class LoomStore:
             raise LoomKeyError(msg)
         dset = h5[path]
         try:
-            values = fmt.decode_values(dset[()], dset.dtype)
+            values = fmt.decode_values(self._read_whole(dset), dset.dtype)
         except Exception as e:
             msg = f"Cannot read {_KIND[axis]} attribute {name!r} ({path}): {e}"
             raise LoomFormatError(msg) from e
@@ -318,6 +320,20 @@ class LoomStore:
         self.touch(fmt.ATTR_GROUPS[axis])
         self.changes.record(META)
         h5.flush()
+
+    def _read_whole(self, dset: h5py.Dataset) -> Any:
+        """A whole (attribute) dataset: numeric ones with many chunks through the engine."""
+        chunks = dset.chunks
+        if chunks and dset.ndim in (1, 2) and dset.size // int(np.prod(chunks)) >= ENGINE_MIN_CHUNKS:
+            if self.mode != "r":
+                self.h5.flush()
+            layout = layout_of(dset)
+            if layout is not None:
+                values = _engine.read(
+                    layout, AxisSelection.full(layout.shape[0]), AxisSelection.full(layout.shape[1])
+                )
+                return values.reshape(dset.shape)
+        return dset[()]
 
     def _replace_dataset(self, path: str, **options: Any) -> None:
         """Write a dataset under a temporary name, then swap it in (no window without the data)."""

@@ -57,13 +57,19 @@ class LoomConnection(LoompyAliases):
         self.attrs = GlobalAttributeManager(self._store)
         self.row_graphs = GraphManager(self._store, 0)
         self.col_graphs = GraphManager(self._store, 1)
-        self.view = ViewManager(self)
         # loompy's aliases
         self.layer = self.layers
         self.row_attrs = self.ra
         self.col_attrs = self.ca
 
     # --- state ------------------------------------------------------------------------------------
+
+    @property
+    def view(self) -> ViewManager:
+        """``ds.view[rows, cols]``: an in-memory :class:`LoomView`. (Made on demand: a stored one
+        would be a reference cycle, keeping a dropped connection's file open until the garbage
+        collector ran.)"""
+        return ViewManager(self)
 
     @property
     def shape(self) -> tuple[int, int]:

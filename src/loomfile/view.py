@@ -120,11 +120,16 @@ class LoomView:
         self.row_graphs = row_graphs
         self.col_graphs = col_graphs
         self.attrs = file_attrs if file_attrs is not None else GlobalAttributeManager.in_memory({})
-        self.view = ViewManager(self)
         # loompy's aliases
         self.layer = layers
         self.row_attrs = row_attrs
         self.col_attrs = col_attrs
+
+    @property
+    def view(self) -> ViewManager:
+        """``view.view[rows, cols]``: a view of this view. (Made on demand: a stored one would be a
+        reference cycle, keeping every band of a scan alive until the garbage collector ran.)"""
+        return ViewManager(self)
 
     @property
     def shape(self) -> tuple[int, int]:
