@@ -1136,3 +1136,37 @@ def test_large_numeric_attributes_are_read_through_the_engine(tmp_path: Path, mo
         np.testing.assert_array_equal(ds.ca.PCA, pca)
         assert list(ds.ca.CellID) == list(ref.ca.CellID)
     assert "/col_attrs/Total" in used and "/col_attrs/PCA" in used
+
+
+SELECTIONS_FOR_TRANSPOSE: list[tuple[Any, Any]] = [
+    (slice(None), slice(None)),
+    (slice(3, 140), slice(None, None, 3)),
+    ([149, 0, 70, 70, 5], slice(60, 130)),
+    (slice(None), [139, 2, 64, 65, 2]),
+    (np.arange(N_ROWS) % 3 == 0, np.arange(N_COLS) % 7 != 0),
+]
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+@pytest.mark.parametrize("key", range(len(SELECTIONS_FOR_TRANSPOSE)))
+@pytest.mark.parametrize("chunks", [(64, 64), (7, 13)])
+def test_transposed_reads_match_numpy(
+    tmp_path: Path, monkeypatch: Any, threads: str, key: int, chunks: tuple[int, int]
+) -> None:
+    monkeypatch.setenv("LOOMFILE_THREADS", threads)
+    monkeypatch.setattr(_engine, "_pool", None)
+    values = np.random.default_rng(key).random((N_ROWS, N_COLS)).astype(np.float32)
+    path = tmp_path / "t.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("m", data=values, chunks=chunks, compression="gzip")
+    rows_key, cols_key = SELECTIONS_FOR_TRANSPOSE[key]
+    rows = AxisSelection.from_key(rows_key, N_ROWS, 0)
+    cols = AxisSelection.from_key(cols_key, N_COLS, 1)
+    want = values[np.ix_(rows.indices, cols.indices)].T
+    with h5py.File(path, "r") as f:
+        from loomfile import _matrix_io
+
+        got = _engine.read(layout_of(f["m"]), rows, cols, transposed=True)
+        assert got.flags.c_contiguous
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(_matrix_io.read(f["m"], rows, cols, None, transposed=True), want)

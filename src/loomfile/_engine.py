@@ -169,13 +169,35 @@ def _place_run(dst: np.ndarray, src: np.ndarray, first: int, stop: int) -> None:
     np.copyto(view(head + middle * c1, (tail,), (cs,)), src[:, k - 1, :, :tail])
 
 
-def _read_tile(layout: ChunkLayout, tile: list[_RowGroup], seg: _Segment, out: np.ndarray) -> None:
+def _place_transposed(out_t: np.ndarray, chunks: np.ndarray, group: _RowGroup, seg: _Segment) -> None:
+    """Place one chunk row's selection, transposed, into ``out_t`` (columns x rows).
+
+    Each chunk is transposed on its own (cache-friendly), several times faster than transposing
+    the placed result.
+    """
+    k, _, c1 = chunks.shape
+    columns = chunks[:, group.rows, :].transpose(0, 2, 1).reshape(k * c1, -1)  # (chunk columns, rows)
+    if seg.rank is None or seg.within is None:
+        off = seg.first % c1
+        picked = columns[off : off + seg.stop - seg.first]
+    else:
+        picked = columns[seg.rank * c1 + seg.within]
+    out_t[seg.out, group.out] = picked
+
+
+def _read_tile(
+    layout: ChunkLayout, tile: list[_RowGroup], seg: _Segment, out: np.ndarray, transposed: bool = False
+) -> None:
     """Decode the chunks of some chunk rows x one segment, and place the selection into ``out``.
 
     Runs of whole chunk rows are placed with a few copies for the run; other rows one chunk row
-    at a time.
+    at a time. With ``transposed``, ``out`` is (columns x rows).
     """
     chunks = layout.decode(np.array([t.grid_row for t in tile]), seg.grid_cols)
+    if transposed:
+        for i, group in enumerate(tile):
+            _place_transposed(out, chunks[i], group, seg)
+        return
     i = 0
     while i < len(tile):
         j = i + 1
@@ -189,9 +211,14 @@ def _read_tile(layout: ChunkLayout, tile: list[_RowGroup], seg: _Segment, out: n
         i = j
 
 
-def read_sorted(layout: ChunkLayout, ru: IntArray, cu: IntArray) -> np.ndarray[Any, Any]:
-    """``dset[ru][:, cu]`` for sorted, unique ``ru`` and ``cu``, each needed chunk decoded once."""
-    out = np.empty((ru.size, cu.size), dtype=layout.dtype)
+def read_sorted(
+    layout: ChunkLayout, ru: IntArray, cu: IntArray, transposed: bool = False
+) -> np.ndarray[Any, Any]:
+    """``dset[ru][:, cu]`` for sorted, unique ``ru`` and ``cu``, each needed chunk decoded once.
+
+    With ``transposed``, its transpose, C-ordered: one row per selected column.
+    """
+    out = np.empty((cu.size, ru.size) if transposed else (ru.size, cu.size), dtype=layout.dtype)
     if ru.size == 0 or cu.size == 0:
         return out
     segments = _segments(cu, layout)
@@ -201,7 +228,9 @@ def read_sorted(layout: ChunkLayout, ru: IntArray, cu: IntArray) -> np.ndarray[A
     for t in range(0, len(groups), per_tile):
         tile = groups[t : t + per_tile]
         for seg in segments:
-            steps.append((len(tile) * seg.grid_cols.size, partial(_read_tile, layout, tile, seg, out)))
+            steps.append(
+                (len(tile) * seg.grid_cols.size, partial(_read_tile, layout, tile, seg, out, transposed))
+            )
     run_all(_tasks(steps))
     return out
 
@@ -293,15 +322,21 @@ def _collect(compute: Callable[[], T], changed: Callable[[int], bool], started: 
     return compute() if changed(started) else result
 
 
-def read(layout: ChunkLayout, rows: AxisSelection, cols: AxisSelection) -> np.ndarray[Any, Any]:
-    """``dset[rows, cols]`` with numpy's orthogonal semantics (any order, repeats allowed)."""
+def read(
+    layout: ChunkLayout, rows: AxisSelection, cols: AxisSelection, transposed: bool = False
+) -> np.ndarray[Any, Any]:
+    """``dset[rows, cols]`` with numpy's orthogonal semantics (any order, repeats allowed).
+
+    With ``transposed``, its transpose as a C-ordered array (one row per selected column).
+    """
     ru, r_inverse = rows.sorted_unique()
     cu, c_inverse = cols.sorted_unique()
-    out = read_sorted(layout, ru, cu)
-    if r_inverse is not None:
-        out = out[r_inverse]
-    if c_inverse is not None:
-        out = out[:, c_inverse]
+    out = read_sorted(layout, ru, cu, transposed)
+    first, second = (c_inverse, r_inverse) if transposed else (r_inverse, c_inverse)
+    if first is not None:
+        out = out[first]
+    if second is not None:
+        out = np.ascontiguousarray(out[:, second])  # numpy returns this one in Fortran order
     return out
 
 

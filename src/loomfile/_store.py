@@ -178,9 +178,12 @@ class LoomStore:
             raise LoomKeyError(msg)
         return h5[path]
 
-    def read_layer(self, name: str, rows: AxisSelection, cols: AxisSelection) -> np.ndarray[Any, Any]:
+    def read_layer(
+        self, name: str, rows: AxisSelection, cols: AxisSelection, transposed: bool = False
+    ) -> np.ndarray[Any, Any]:
+        """``layer[rows, cols]`` (orthogonal); with ``transposed``, its transpose, C-ordered."""
         dset = self.layer(name)
-        return _matrix_io.read(dset, rows, cols, self._layout(name, dset, rows, cols))
+        return _matrix_io.read(dset, rows, cols, self._layout(name, dset, rows, cols), transposed)
 
     def _layout(
         self, name: str, dset: h5py.Dataset, rows: AxisSelection, cols: AxisSelection

@@ -116,14 +116,6 @@ class _Entries:
         return [b[: self.n] for b in self.buffers]
 
 
-def _transposed(block: np.ndarray) -> np.ndarray:
-    """``block.T`` as a C-ordered array, copied in row bands (5x faster than one strided copy)."""
-    out = np.empty(block.shape[::-1], dtype=block.dtype)
-    for band in bands(block.shape[0], 512):
-        out[:, band] = block[band].T
-    return out
-
-
 def _as_selection(key: Any, n: int, axis: int) -> AxisSelection:
     return AxisSelection.full(n) if key is None else AxisSelection.from_key(key, n, axis)
 
@@ -172,7 +164,9 @@ class LoomLayer:
     def last_modified(self) -> str:
         return self._store.timestamp_of(fmt.layer_path(self.name)) or fmt.timestamp()
 
-    def _blocks(self, blocks: Iterable[tuple[AxisSelection, AxisSelection, T]]) -> Iterator[tuple[T, Any]]:
+    def _blocks(
+        self, blocks: Iterable[tuple[AxisSelection, AxisSelection, T]], transposed: bool = False
+    ) -> Iterator[tuple[T, Any]]:
         """(tag, values) for each (rows, cols, tag), the next block read while the caller uses this one."""
         store = self._store
         depends = (layer_key(self.name),)
@@ -180,14 +174,15 @@ class LoomLayer:
         def job(rows: AxisSelection, cols: AxisSelection, tag: T) -> Job[tuple[T, Any]]:
             boxes = (rows.bounds(), cols.bounds())
             return (
-                lambda: (tag, store.read_layer(self.name, rows, cols)),
+                lambda: (tag, store.read_layer(self.name, rows, cols, transposed)),
                 lambda since: store.changes.changed_since(since, depends, *boxes),
             )
 
         return ahead((job(*b) for b in blocks), lambda: store.changes.generation)
 
     def _bands(self, axis: int, other: AxisSelection) -> Iterator[tuple[slice, Any]]:
-        """(band, values) over every row (axis 0) or column (axis 1), a chunk-aligned band at a time."""
+        """(band, vectors) over every row (axis 0) or column (axis 1), a chunk-aligned band at a time;
+        one vector per row of ``vectors`` (column bands come transposed)."""
         n = self.shape[axis]
         chunk = (self._dataset().chunks or (64, 64))[axis]
 
@@ -195,7 +190,7 @@ class LoomLayer:
             along = AxisSelection.from_key(b, n, axis)
             return (along, other, b) if axis == 0 else (other, along, b)
 
-        return self._blocks(band(b) for b in bands(n, band_width(other.size, chunk)))
+        return self._blocks((band(b) for b in bands(n, band_width(other.size, chunk))), transposed=axis == 1)
 
     def sparse(self, rows: Any = None, cols: Any = None, dtype: Any = None) -> sparse.coo_matrix:
         """The layer (or the given rows/columns: int arrays or bool masks) as a ``coo_matrix``.
@@ -218,13 +213,20 @@ class LoomLayer:
             rows_part, cols_part, (r0, positions) = block
             values = store.read_layer(name, rows_part, cols_part)
             flat = np.flatnonzero(values != 0)  # on a bool mask: several times faster than on floats
-            r, c = np.divmod(flat, values.shape[1])
-            found = (
-                values.ravel()[flat].astype(out_dtype),
-                (r + r0).astype(index_dtype),
-                positions[c].astype(index_dtype),
-            )
-            return found, values.size
+            data = values.ravel()[flat].astype(out_dtype)
+            width = values.shape[1]
+            if index_dtype == np.int32:  # blocks are far below 2**31 elements
+                flat = flat.astype(np.int32)
+            if width & (width - 1) == 0:  # full 4096-column bands: shifts instead of divisions
+                r, c = flat >> (width.bit_length() - 1), flat & (width - 1)
+            else:
+                r, c = np.divmod(flat, width)
+            r += r0
+            if positions.size and positions[-1] - positions[0] + 1 == positions.size:
+                c += positions[0]  # consecutive columns: an offset, not a lookup
+            else:
+                c = positions[c]
+            return (data, r.astype(index_dtype, copy=False), c.astype(index_dtype, copy=False)), values.size
 
         entries = _Entries(out_dtype, index_dtype, shape[0] * shape[1])
         for found, size in ordered(nonzeros, _sparse_blocks(row_sel, col_sel)):
@@ -258,8 +260,8 @@ class LoomLayer:
         )
         results = [np.zeros(shape[axis]) for _ in f_list]
 
-        def apply(block: Any) -> list[Any]:
-            vectors = block if axis == 0 else _transposed(block)  # one vector per row
+        def apply(vectors: Any) -> list[Any]:
+            """The functions on a band read with one vector per row (columns come transposed)."""
             if self.dtype.kind == "f" and all(f in REDUCTIONS for f in f_list):
                 return [cast(Callable[..., Any], f)(vectors, axis=1) for f in f_list]
             return [np.apply_along_axis(f, 1, vectors) for f in f_list]
@@ -272,13 +274,13 @@ class LoomLayer:
             def task(b: slice) -> tuple[slice, list[Any]]:
                 along = AxisSelection.from_key(b, n, axis)
                 key = (along, other) if axis == 0 else (other, along)
-                return b, apply(store.read_layer(name, *key))
+                return b, apply(store.read_layer(name, *key, transposed=axis == 1))
 
             done: Iterable[tuple[slice, list[Any]]] = ordered(
                 task, bands(n, band_width(other.size, chunk, TASK_ELEMENTS))
             )
         else:  # other functions are called one vector at a time, in this thread, as in loompy
-            done = ((band, apply(block)) for band, block in self._bands(axis, other))
+            done = ((band, apply(vectors)) for band, vectors in self._bands(axis, other))
         for band, values in done:
             for out, v in zip(results, values, strict=True):
                 out[band] = v
