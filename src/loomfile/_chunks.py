@@ -17,6 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ._btree import Records, chunk_records
 from ._codec import LIBDEFLATE, SUPPORTED_FILTERS, Pipeline, corrupt, unshuffle
 from ._errors import LoomFormatError
 
@@ -59,30 +60,60 @@ class ChunkLayout:
         self.sizes = np.zeros(grid, dtype=np.int64)  # 0: never written, reads as the fill value
         self.masks = np.zeros(grid, dtype=np.int64)
         self.fill = dset.fillvalue if dset.fillvalue is not None else 0
-        self.trusted = True  # False when HDF5's chunk index could not be relied on
+        self.trusted = False  # True once the chunk index has been read and checked
         self._index(dset)
 
     def _index(self, dset: h5py.Dataset) -> None:
-        c0, c1 = self.chunks
+        """Fill the grid from the file's B-tree if it can be parsed, else from HDF5's chunk iteration;
+        either must pass the structural checks and the spot check, or the layout is not trusted."""
+        for source in (self._from_btree, self._from_hdf5):
+            records = source(dset)
+            if records is not None and self._place(*records) and self._spot_check(dset):
+                self.trusted = True
+                return
+            self.offsets[:] = 0
+            self.sizes[:] = 0
+            self.masks[:] = 0
+        # e.g. HDF5 2.0 misreports chunk positions in extensible-array indexes (libver="latest",
+        # unlimited columns): trust nothing it said, let h5py read this dataset.
+        self.trusted = False
+
+    def _from_btree(self, dset: h5py.Dataset) -> Records | None:
+        return chunk_records(dset, self.fd)
+
+    def _from_hdf5(self, dset: h5py.Dataset) -> Records | None:
         found: list[Any] = []
-        if hasattr(dset.id, "chunk_iter"):
-            dset.id.chunk_iter(found.append)
-        else:  # pragma: no cover - HDF5 < 1.12.3
-            found = [dset.id.get_chunk_info(i) for i in range(dset.id.get_num_chunks())]
-        if not found:
-            return
+        try:
+            if hasattr(dset.id, "chunk_iter"):
+                dset.id.chunk_iter(found.append)
+            else:  # pragma: no cover - HDF5 < 1.12.3
+                found = [dset.id.get_chunk_info(i) for i in range(dset.id.get_num_chunks())]
+        except (RuntimeError, OSError, ValueError):  # a damaged index: h5py will report it on read
+            return None
         coords = np.array([info.chunk_offset for info in found], dtype=np.int64).reshape(len(found), -1)
+        return (
+            coords,
+            np.array([i.byte_offset for i in found], dtype=np.int64),
+            np.array([i.size for i in found], dtype=np.int64),
+            np.array([i.filter_mask for i in found], dtype=np.int64),
+        )
+
+    def _place(self, coords: np.ndarray, offsets: np.ndarray, sizes: np.ndarray, masks: np.ndarray) -> bool:
+        """Put chunk records on the grid; False if they cannot be right (outside the grid, off the
+        chunk boundaries, repeated, or empty)."""
+        if coords.shape[0] == 0:
+            return True
+        c0, c1 = self.chunks
         rows = coords[:, 0] // c0
         cols = coords[:, 1] // c1 if self.ndim == 2 else np.zeros_like(rows)
         if (rows >= self.offsets.shape[0]).any() or (cols >= self.offsets.shape[1]).any():
-            # HDF5 2.0 misreports chunk positions in extensible-array indexes (libver="latest",
-            # unlimited columns): trust nothing it said, let h5py read this dataset.
-            self.trusted = False
-            return
-        self.offsets[rows, cols] = np.array([i.byte_offset for i in found], dtype=np.int64)
-        self.sizes[rows, cols] = np.array([i.size for i in found], dtype=np.int64)
-        self.masks[rows, cols] = np.array([i.filter_mask for i in found], dtype=np.int64)
-        self.trusted = self._spot_check(dset)
+            return False
+        if (coords[:, 0] % c0).any() or (self.ndim == 2 and (coords[:, 1] % c1).any()) or not sizes.all():
+            return False
+        self.offsets[rows, cols] = offsets
+        self.sizes[rows, cols] = sizes
+        self.masks[rows, cols] = masks
+        return int(np.count_nonzero(self.sizes)) == coords.shape[0]  # no chunk listed twice
 
     def _spot_check(self, dset: h5py.Dataset) -> bool:
         """Whether HDF5's own reader finds, at a few chunk positions, the bytes the index points to."""
