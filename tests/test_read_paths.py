@@ -259,3 +259,18 @@ def test_dropped_connections_and_views_are_freed_without_the_garbage_collector(
             pass
     finally:
         gc.enable()
+
+
+def test_scan_views_follow_graph_changes(wide: Any, tmp_path: Path) -> None:
+    """Graphs are read once per scan, and again if they change while it runs."""
+    path = _copy(wide[1], tmp_path)
+    ring = sparse.coo_matrix((np.ones(N_COLS), (np.arange(N_COLS), (np.arange(N_COLS) + 1) % N_COLS)))
+    with loomfile.connect(path, "r+") as ds:
+        ds.col_graphs["KNN"] = ring
+        edges = []
+        for ix, _sel, view in ds.scan(axis=1, batch_size=1000):
+            edges.append(view.col_graphs["KNN"].nnz)
+            if ix == 3000:
+                ds.col_graphs["KNN"] = sparse.coo_matrix((N_COLS, N_COLS))
+    # a band of 1000 ring vertices keeps 999 edges (the last wraps out), until the graph is emptied
+    assert edges[:4] == [999, 999, 999, 999] and set(edges[4:]) == {0}

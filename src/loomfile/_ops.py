@@ -60,17 +60,23 @@ def scan_bands(items: np.ndarray, n: int, batch_size: int) -> Iterator[tuple[int
 
 
 class FixedSide:
-    """The attributes and graphs of the axis a scan does not move along: the same for every band,
-    so read once, and read again only if attributes or graphs change during the scan."""
+    """What a scan reads for every band besides the layers, read once per scan: the attributes and
+    graphs of the axis it does not move along (already restricted to that axis's selection), and
+    the graphs of the axis it moves along (whole, to be cut per band). Read again only if
+    attributes or graphs change during the scan."""
 
     def __init__(self, ds: LoomConnection, axis: int, other: AxisSelection, what: Sequence[str]) -> None:
         self._ds, self._other = ds, other
-        keys = ("col_attrs", "col_graphs") if axis == 0 else ("row_attrs", "row_graphs")
-        self._keys = [k for k in keys if k in what]
+        fixed = ("col_attrs", "col_graphs") if axis == 0 else ("row_attrs", "row_graphs")
+        moving = "row_graphs" if axis == 0 else "col_graphs"
+        self._fixed = [k for k in fixed if k in what]
+        self._moving = [moving] if moving in what else []
+        self._n = ds.shape[axis]
         self._lock = threading.Lock()
-        self._made: tuple[int, dict[str, Any]] | None = None
+        self._made: tuple[int, dict[str, Any], dict[str, Any]] | None = None
 
-    def get(self) -> dict[str, Any]:
+    def get(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(managers restricted to the fixed selection, whole managers of the moving axis)."""
         changes = self._ds._store.changes
         with self._lock:
             if self._made is None or changes.changed_since(self._made[0], (META,)):
@@ -81,8 +87,15 @@ class FixedSide:
                     "col_graphs": self._ds.col_graphs,
                     "row_graphs": self._ds.row_graphs,
                 }
-                self._made = (generation, {k: sources[k]._select(self._other) for k in self._keys})
-            return self._made[1]
+                ready = {k: sources[k]._select(self._other) for k in self._fixed}
+                whole = {k: sources[k]._select(AxisSelection.full(self._n)) for k in self._moving}
+                self._made = (generation, ready, whole)
+            return self._made[1], self._made[2]
+
+    def views(self) -> dict[str, dict[str, Any]]:
+        """make_view's ``ready`` and ``whole`` arguments."""
+        ready, whole = self.get()
+        return {"ready": ready, "whole": whole}
 
 
 def _layers_dict(ds: LoomConnection, layers: Any) -> dict[str, Any]:

@@ -209,7 +209,7 @@ class LoomConnection(LoompyAliases):
                 lambda: (
                     ix,
                     selection,
-                    make_view(self, rows, cols, layers=names, what=what, ready=fixed.get()),
+                    make_view(self, rows, cols, layers=names, what=what, **fixed.views()),
                 ),
                 lambda since: store.changes.changed_since(since, depends, *boxes),
             )

@@ -50,11 +50,13 @@ def make_view(
     layers: Sequence[str] | None = None,
     what: Sequence[str] = ("col_attrs", "row_attrs", "layers", "col_graphs", "row_graphs"),
     ready: Mapping[str, AttributeManager | GraphManager] | None = None,
+    whole: Mapping[str, AttributeManager | GraphManager] | None = None,
 ) -> LoomView:
     """Slice ``source`` by ``rows`` x ``cols`` (keys or AxisSelections) into a LoomView.
 
-    ``ready`` may hold in-memory attributes or graphs already restricted to this selection (a scan
-    reuses those of the axis it does not move along); the view gets its own copy of them.
+    ``ready`` may hold in-memory attributes or graphs already restricted to this selection, and
+    ``whole`` in-memory ones of a whole axis to cut from instead of the file (a scan reads both
+    once); the view always gets its own copies.
     """
     from .attributes import AttributeManager
     from .graphs import GraphManager
@@ -63,13 +65,14 @@ def make_view(
     row_sel = _as_axis(rows, shape[0], 0)
     col_sel = _as_axis(cols, shape[1], 1)
     ready = ready or {}
+    whole = whole or {}
 
     def part(key: str, manager: Any, sel: AxisSelection, empty: Any) -> Any:
         if key not in what:
             return empty
         if key in ready:
             return ready[key]._select(AxisSelection.full(sel.size))
-        return manager._select(sel)
+        return whole.get(key, manager)._select(sel)
 
     ra = part("row_attrs", source.ra, row_sel, AttributeManager.in_memory(0, {}, row_sel.size))
     ca = part("col_attrs", source.ca, col_sel, AttributeManager.in_memory(1, {}, col_sel.size))
