@@ -202,11 +202,16 @@ class LoomStore:
             self._small_reads[name] = touched
             return None
         self._small_reads.pop(name, None)
-        if self.mode != "r":
-            self.h5.flush()  # the engine reads the file's bytes, so HDF5's caches must be on disk
-        layout = layout_of(dset)
+        layout = self._fresh_layout(dset)
         self._layouts[name] = (generation, layout)
         return layout
+
+    def _fresh_layout(self, dset: h5py.Dataset) -> ChunkLayout | None:
+        """``dset``'s chunk layout, built now (the engine reads the file's bytes, so HDF5's caches
+        are flushed to disk first when the file is writable)."""
+        if self.mode != "r":
+            self.h5.flush()
+        return layout_of(dset)
 
     def write_layer(
         self, name: str, rows: AxisSelection, cols: AxisSelection, values: np.ndarray[Any, Any]
@@ -328,9 +333,7 @@ class LoomStore:
         """A whole (attribute) dataset: numeric ones with many chunks through the engine."""
         chunks = dset.chunks
         if chunks and dset.ndim in (1, 2) and dset.size // int(np.prod(chunks)) >= ENGINE_MIN_CHUNKS:
-            if self.mode != "r":
-                self.h5.flush()
-            layout = layout_of(dset)
+            layout = self._fresh_layout(dset)
             if layout is not None:
                 values = _engine.read(
                     layout, AxisSelection.full(layout.shape[0]), AxisSelection.full(layout.shape[1])

@@ -116,6 +116,12 @@ class _Entries:
         return [b[: self.n] for b in self.buffers]
 
 
+def _band_key(band: slice, n: int, axis: int, other: AxisSelection) -> tuple[AxisSelection, AxisSelection]:
+    """(rows, cols) of a band of rows (axis 0) or columns (axis 1) by ``other`` on the other axis."""
+    along = AxisSelection.from_key(band, n, axis)
+    return (along, other) if axis == 0 else (other, along)
+
+
 def _as_selection(key: Any, n: int, axis: int) -> AxisSelection:
     return AxisSelection.full(n) if key is None else AxisSelection.from_key(key, n, axis)
 
@@ -186,11 +192,8 @@ class LoomLayer:
         n = self.shape[axis]
         chunk = (self._dataset().chunks or (64, 64))[axis]
 
-        def band(b: slice) -> tuple[AxisSelection, AxisSelection, slice]:
-            along = AxisSelection.from_key(b, n, axis)
-            return (along, other, b) if axis == 0 else (other, along, b)
-
-        return self._blocks((band(b) for b in bands(n, band_width(other.size, chunk))), transposed=axis == 1)
+        blocks = ((*_band_key(b, n, axis, other), b) for b in bands(n, band_width(other.size, chunk)))
+        return self._blocks(blocks, transposed=axis == 1)
 
     def sparse(self, rows: Any = None, cols: Any = None, dtype: Any = None) -> sparse.coo_matrix:
         """The layer (or the given rows/columns: int arrays or bool masks) as a ``coo_matrix``.
@@ -260,20 +263,21 @@ class LoomLayer:
         )
         results = [np.zeros(shape[axis]) for _ in f_list]
 
+        vectorised = self.dtype.kind == "f" and all(f in REDUCTIONS for f in f_list)
+
         def apply(vectors: Any) -> list[Any]:
             """The functions on a band read with one vector per row (columns come transposed)."""
-            if self.dtype.kind == "f" and all(f in REDUCTIONS for f in f_list):
+            if vectorised:
                 return [cast(Callable[..., Any], f)(vectors, axis=1) for f in f_list]
             return [np.apply_along_axis(f, 1, vectors) for f in f_list]
 
-        if self.dtype.kind == "f" and all(f in REDUCTIONS for f in f_list):
+        if vectorised:
             # numpy reductions release the GIL: read and reduce each band on the pool.
             store, name = self._store, self.name
             n, chunk = shape[axis], (self._dataset().chunks or (64, 64))[axis]
 
             def task(b: slice) -> tuple[slice, list[Any]]:
-                along = AxisSelection.from_key(b, n, axis)
-                key = (along, other) if axis == 0 else (other, along)
+                key = _band_key(b, n, axis, other)
                 return b, apply(store.read_layer(name, *key, transposed=axis == 1))
 
             done: Iterable[tuple[slice, list[Any]]] = ordered(
