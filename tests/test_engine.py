@@ -156,7 +156,9 @@ class Mode:
     threads: int
     segment_chunks: int = _engine.SEGMENT_CHUNKS
     task_chunks: int = _engine.TASK_CHUNKS
-    codec: str = "libdeflate"  # ctypes into libdeflate; "package": deflate's own API; "zlib"
+    # "libdeflate": batches through the compiled helper; "loop": ctypes into libdeflate chunk by chunk
+    # from Python (no helper); "package": deflate's own API; "zlib"
+    codec: str = "libdeflate"
 
 
 MODES = {
@@ -166,6 +168,7 @@ MODES = {
     "t2-seg2-task1": Mode(2, segment_chunks=2, task_chunks=1),
     "t2-seg1-package": Mode(2, segment_chunks=1, task_chunks=8, codec="package"),
     "t1-zlib": Mode(1, codec="zlib"),
+    "t2-loop": Mode(2, segment_chunks=2, task_chunks=4, codec="loop"),
 }
 
 
@@ -178,7 +181,9 @@ def engine_settings(mode: Mode) -> Iterator[None]:
         mock.patch.object(_engine, "TASK_CHUNKS", mode.task_chunks),
         mock.patch.object(_engine, "_pool", None),
     ]
-    if mode.codec != "libdeflate":
+    if mode.codec == "loop" and _codec.LIBDEFLATE is not None:
+        patches.append(mock.patch.object(_codec.LIBDEFLATE, "many", None))
+    if mode.codec not in ("libdeflate", "loop"):
         patches.append(mock.patch.object(_codec, "LIBDEFLATE", None))
     if mode.codec == "zlib":
         patches.append(mock.patch.object(_codec, "_deflate", None))
@@ -385,7 +390,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[Pat
 # --- 1, 2. differential reads: engine vs numpy/h5py ----------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["t1", "t1-seg3-task4", "t2-seg2-task1", "t2-seg1-package"], indirect=True)
+@pytest.mark.parametrize(
+    "mode", ["t1", "t1-seg3-task4", "t2-seg2-task1", "t2-seg1-package", "t2-loop"], indirect=True
+)
 @pytest.mark.parametrize("config", list(CONFIGS))
 def test_read_matches_h5py(files: Callable[[str], tuple[Path, np.ndarray]], config: str, mode: Mode) -> None:
     path, full = files(config)
@@ -499,6 +506,26 @@ def test_concurrent_callers_share_a_layout(files: Callable[[str], tuple[Path, np
             results = list(callers.map(one, keys))
     for key, got in zip(keys, results, strict=True):
         assert_same(got, expected_of(full, *key))
+
+
+@pytest.mark.skipif(bool(os.environ.get("LOOMFILE_NO_BATCH")), reason="the helper is switched off")
+def test_batch_helper_is_built_and_used() -> None:
+    """pip install builds the C helper here (CI has a compiler), and the decoder uses it."""
+    assert _codec.LIBDEFLATE is not None
+    assert _codec.LIBDEFLATE.many is not None
+    packed = [zlib.compress(bytes([i]) * 64 + bytes(range(64))) for i in range(5)]
+    src = np.frombuffer(b"".join(packed), dtype=np.uint8)
+    sizes = np.array([len(p) for p in packed])
+    positions = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    dst = np.zeros(5 * 128, dtype=np.uint8)
+    slots = np.array([4, 0, 3, 1, 2])
+    assert _codec.LIBDEFLATE.decompress_many(src, positions, sizes, dst, slots, 128) == -1
+    for i, slot in enumerate(slots):
+        assert dst[slot * 128 : (slot + 1) * 128].tobytes() == zlib.decompress(packed[i])
+    bad = src.copy()
+    bad[positions[3] + 2 : positions[3] + 12] ^= 0xFF
+    assert _codec.LIBDEFLATE.decompress_many(bad, positions, sizes, dst, slots, 128) == 3
+    assert _codec.LIBDEFLATE.decompress_many(src, positions, sizes, dst, slots, 127) == 0  # wrong length
 
 
 def test_threads_setting(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -843,7 +870,7 @@ def loomfile_file(path: Path) -> Iterator[str]:
     yield loom_path
 
 
-@pytest.mark.parametrize("codec", ["libdeflate", "package", "zlib"])
+@pytest.mark.parametrize("codec", ["libdeflate", "loop", "package", "zlib"])
 def test_truncated_file_raises_cleanly(
     files: Callable[[str], tuple[Path, np.ndarray]], tmp_path: Path, codec: str
 ) -> None:

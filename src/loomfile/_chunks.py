@@ -180,16 +180,9 @@ class ChunkLayout:
         fast = np.flatnonzero((sizes_arr > 0) & (masks_arr == 0))
         if self.pipeline.direct and fast.size:
             assert LIBDEFLATE is not None
-            decompress, d = LIBDEFLATE.zlib_decompress, LIBDEFLATE.decompressor()
-            srcs = (positions[fast] + raw.ctypes.data).tolist()
-            dsts = (fast * nb + out.ctypes.data).tolist()
-            # The hot loop: one C call per chunk, the GIL released inside it.
-            failed = [
-                j
-                for j, a, n, b in zip(fast.tolist(), srcs, sizes_arr[fast].tolist(), dsts, strict=True)
-                if decompress(d, a, n, b, nb, None)
-            ]
-            for j in failed:
+            bad = LIBDEFLATE.decompress_many(raw, positions[fast], sizes_arr[fast], out, fast, nb)
+            if bad >= 0:
+                j = int(fast[bad])
                 where = self._where(int(grid_rows[j // nc]), int(grid_cols[j % nc]))
                 self.pipeline.decode(raw[positions[j] : positions[j] + sizes_arr[j]].tobytes(), 0, where)
                 raise corrupt(where, "libdeflate rejected it")  # (decode above raises first)

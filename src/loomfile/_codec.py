@@ -4,13 +4,17 @@ HDF5 stores each chunk of a filtered dataset as the output of its filter pipelin
 when writing and undone in reverse order when reading. Loom files use deflate (gzip) and sometimes
 the byte-shuffle filter. The engine inflates with libdeflate: called through ctypes straight into
 the output buffer when the ``deflate`` package exposes its symbols (no allocation per chunk, and the
-GIL is released during each call), else through the package's own API or, last, ``zlib``. Any other
-filter makes the dataset fall back to h5py.
+GIL is released during each call), else through the package's own API or, last, ``zlib``. Batches of
+chunks go through the compiled helper ``_batch`` when it was built: one call, one release of the GIL,
+for the whole batch (two threads decoding chunk by chunk from Python spend much of their time
+handing the GIL back and forth). Any other filter makes the dataset fall back to h5py.
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib.util
+import os
 import threading
 import zlib
 from collections.abc import Callable
@@ -52,6 +56,45 @@ class LibDeflate:
             ctypes.c_void_p,
         ]
         self._local = threading.local()
+        self.many = _batch_decoder()
+        self._address = ctypes.cast(self.zlib_decompress, ctypes.c_void_p).value
+
+    def decompress_many(
+        self,
+        src: np.ndarray,
+        positions: np.ndarray,
+        sizes: np.ndarray,
+        dst: np.ndarray,
+        slots: np.ndarray,
+        nbytes: int,
+    ) -> int:
+        """Inflate chunk i, ``sizes[i]`` bytes at ``src[positions[i]:]``, into
+        ``dst[slots[i] * nbytes:]``; each must decode to exactly ``nbytes`` bytes.
+
+        Returns -1, or the index of the first chunk that did not decode. The int64 index arrays must
+        be contiguous; the caller keeps the buffers large enough.
+        """
+        d = self.decompressor()
+        positions, sizes, slots = (np.ascontiguousarray(a, dtype=np.int64) for a in (positions, sizes, slots))
+        if self.many is not None:
+            return int(
+                self.many(
+                    self._address,
+                    d,
+                    src.ctypes.data,
+                    positions.ctypes.data,
+                    sizes.ctypes.data,
+                    dst.ctypes.data,
+                    slots.ctypes.data,
+                    nbytes,
+                    positions.size,
+                )
+            )
+        a, b, decompress = src.ctypes.data, dst.ctypes.data, self.zlib_decompress
+        for i, (p, n, s) in enumerate(zip(positions.tolist(), sizes.tolist(), slots.tolist(), strict=True)):
+            if decompress(d, a + p, n, b + s * nbytes, nbytes, None):
+                return i
+        return -1
 
     def decompressor(self) -> int:
         """This thread's decompressor (they are not thread-safe; each lives as long as its thread)."""
@@ -82,6 +125,20 @@ class LibDeflate:
             self.decompressor(), packed.ctypes.data, packed.size, out.ctypes.data, out.size, None
         )
         return code == 0 and bool(np.array_equal(out, data))
+
+
+def _batch_decoder() -> Any:
+    """The compiled helper's batch loop (see _batch.c), or None when it was not built."""
+    spec = importlib.util.find_spec(f"{__package__}._batch")
+    if spec is None or spec.origin is None or os.environ.get("LOOMFILE_NO_BATCH"):
+        return None  # (LOOMFILE_NO_BATCH: the tests' switch to exercise the Python loop)
+    try:
+        fn = ctypes.CDLL(spec.origin).loomfile_decode_many
+    except (OSError, AttributeError):  # pragma: no cover - a build without the exported symbol
+        return None
+    fn.restype = ctypes.c_int64
+    fn.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 2
+    return fn
 
 
 LIBDEFLATE = LibDeflate.load()

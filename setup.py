@@ -1,0 +1,8 @@
+"""Build the optional C helper (see src/loomfile/_batch.c); everything else is in pyproject.toml.
+
+``optional=True``: without a compiler the build goes on, and loomfile runs the same loop in Python.
+"""
+
+from setuptools import Extension, setup
+
+setup(ext_modules=[Extension("loomfile._batch", ["src/loomfile/_batch.c"], optional=True)])
