@@ -433,6 +433,34 @@ def test_read_sorted_and_decode_row(
                 assert_same(chunks[j, : want.shape[0], : want.shape[1]], want)
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+def test_reused_band_buffer(files: Callable[[str], tuple[Path, np.ndarray]], transposed: bool) -> None:
+    """reuse=True: consecutive reads on one thread land in the same memory, each one right."""
+    path, full = files("f4-64x64-gzip4")
+    rng = np.random.default_rng(3)
+    with h5py.File(path, "r") as f:
+        layout = layout_of(f["m"])
+        assert layout is not None
+        previous = None
+        for _ in range(6):
+            rkey = np.sort(rng.choice(N_ROWS, 50, replace=False))
+            ckey = slice(int(rng.integers(0, 40)), N_COLS - 3)
+            got = _engine.read(
+                layout, selection(rkey, N_ROWS, 0), selection(ckey, N_COLS, 1), transposed, reuse=True
+            )
+            want = full[np.ix_(rkey, np.arange(N_COLS)[ckey])]
+            assert_same(got, want.T if transposed else want)
+            if previous is not None:
+                assert np.shares_memory(got, previous)
+            previous = got
+        # unsorted selections come back in a new array, still right
+        rkey = rng.permutation(N_ROWS)[:30]
+        got = _engine.read(
+            layout, selection(rkey, N_ROWS, 0), AxisSelection.full(N_COLS), transposed, reuse=True
+        )
+        assert_same(got, full[rkey].T if transposed else full[rkey])
+
+
 def test_pool_is_used_only_with_several_threads(files: Callable[[str], tuple[Path, np.ndarray]]) -> None:
     path, full = files("f4-7x13-gzip1")
     with h5py.File(path, "r") as f:

@@ -169,22 +169,6 @@ def _place_run(dst: np.ndarray, src: np.ndarray, first: int, stop: int) -> None:
     np.copyto(view(head + middle * c1, (tail,), (cs,)), src[:, k - 1, :, :tail])
 
 
-def _place_transposed(out_t: np.ndarray, chunks: np.ndarray, group: _RowGroup, seg: _Segment) -> None:
-    """Place one chunk row's selection, transposed, into ``out_t`` (columns x rows).
-
-    Each chunk is transposed on its own (cache-friendly), several times faster than transposing
-    the placed result.
-    """
-    k, _, c1 = chunks.shape
-    columns = chunks[:, group.rows, :].transpose(0, 2, 1).reshape(k * c1, -1)  # (chunk columns, rows)
-    if seg.rank is None or seg.within is None:
-        off = seg.first % c1
-        picked = columns[off : off + seg.stop - seg.first]
-    else:
-        picked = columns[seg.rank * c1 + seg.within]
-    out_t[seg.out, group.out] = picked
-
-
 def _read_tile(
     layout: ChunkLayout, tile: list[_RowGroup], seg: _Segment, out: np.ndarray, transposed: bool = False
 ) -> None:
@@ -194,10 +178,7 @@ def _read_tile(
     at a time. With ``transposed``, ``out`` is (columns x rows).
     """
     chunks = layout.decode(np.array([t.grid_row for t in tile]), seg.grid_cols)
-    if transposed:
-        for i, group in enumerate(tile):
-            _place_transposed(out, chunks[i], group, seg)
-        return
+    target = out.T if transposed else out  # the same copies, through a transposed view
     i = 0
     while i < len(tile):
         j = i + 1
@@ -207,18 +188,20 @@ def _read_tile(
             src = chunks[i:j]
         else:
             src = chunks[i : i + 1, :, tile[i].rows, :]
-        _place(out[tile[i].out.start : tile[j - 1].out.stop, seg.out], src, seg)
+        _place(target[tile[i].out.start : tile[j - 1].out.stop, seg.out], src, seg)
         i = j
 
 
 def read_sorted(
-    layout: ChunkLayout, ru: IntArray, cu: IntArray, transposed: bool = False
+    layout: ChunkLayout, ru: IntArray, cu: IntArray, transposed: bool = False, reuse: bool = False
 ) -> np.ndarray[Any, Any]:
     """``dset[ru][:, cu]`` for sorted, unique ``ru`` and ``cu``, each needed chunk decoded once.
 
-    With ``transposed``, its transpose, C-ordered: one row per selected column.
+    With ``transposed``, its transpose, C-ordered: one row per selected column. With ``reuse``, the
+    result lives in this thread's band buffer (see ``band_buffer``).
     """
-    out = np.empty((cu.size, ru.size) if transposed else (ru.size, cu.size), dtype=layout.dtype)
+    shape = (cu.size, ru.size) if transposed else (ru.size, cu.size)
+    out = band_buffer(shape, layout.dtype) if reuse else np.empty(shape, dtype=layout.dtype)
     if ru.size == 0 or cu.size == 0:
         return out
     segments = _segments(cu, layout)
@@ -233,6 +216,24 @@ def read_sorted(
             )
     run_all(_tasks(steps))
     return out
+
+
+class _Bands(threading.local):
+    def __init__(self) -> None:
+        self.buffer = np.empty(0, dtype=np.uint8)
+
+
+_bands = _Bands()
+
+
+def band_buffer(shape: tuple[int, int], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
+    """An uninitialised array in this thread's reusable band buffer (valid until the thread's next
+    call). Blocks that map() and sparse() reduce and drop land here instead of in fresh memory:
+    first-touch page faults cost about as much as placing the values."""
+    nbytes = shape[0] * shape[1] * dtype.itemsize
+    if _bands.buffer.size < nbytes:
+        _bands.buffer = np.empty(nbytes + (nbytes >> 3), dtype=np.uint8)
+    return _bands.buffer[:nbytes].view(dtype).reshape(shape)
 
 
 def _tasks(steps: list[tuple[int, Callable[[], None]]]) -> list[Callable[[], None]]:
@@ -323,15 +324,21 @@ def _collect(compute: Callable[[], T], changed: Callable[[int], bool], started: 
 
 
 def read(
-    layout: ChunkLayout, rows: AxisSelection, cols: AxisSelection, transposed: bool = False
+    layout: ChunkLayout,
+    rows: AxisSelection,
+    cols: AxisSelection,
+    transposed: bool = False,
+    reuse: bool = False,
 ) -> np.ndarray[Any, Any]:
     """``dset[rows, cols]`` with numpy's orthogonal semantics (any order, repeats allowed).
 
-    With ``transposed``, its transpose as a C-ordered array (one row per selected column).
+    With ``transposed``, its transpose as a C-ordered array (one row per selected column). With
+    ``reuse``, the result may live in this thread's band buffer: for blocks used and dropped
+    before the thread reads the next one.
     """
     ru, r_inverse = rows.sorted_unique()
     cu, c_inverse = cols.sorted_unique()
-    out = read_sorted(layout, ru, cu, transposed)
+    out = read_sorted(layout, ru, cu, transposed, reuse)
     first, second = (c_inverse, r_inverse) if transposed else (r_inverse, c_inverse)
     if first is not None:
         out = out[first]

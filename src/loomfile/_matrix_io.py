@@ -47,13 +47,14 @@ def read(
     cols: AxisSelection,
     layout: ChunkLayout | None = None,
     transposed: bool = False,
+    reuse: bool = False,
 ) -> np.ndarray[Any, Any]:
     """``dset[rows, cols]`` with numpy (orthogonal) semantics, as a 2-D array (or, with
     ``transposed``, its transpose, C-ordered). With a ``layout`` the chunk engine reads it;
-    without, h5py does.
+    without, h5py does. ``reuse``: see ``_engine.read``.
     """
     if layout is not None:
-        return _engine.read(layout, rows, cols, transposed)
+        return _engine.read(layout, rows, cols, transposed, reuse)
     if transposed:
         return transpose(_read_h5py(dset, rows, cols))
     return _read_h5py(dset, rows, cols)

@@ -179,11 +179,17 @@ class LoomStore:
         return h5[path]
 
     def read_layer(
-        self, name: str, rows: AxisSelection, cols: AxisSelection, transposed: bool = False
+        self,
+        name: str,
+        rows: AxisSelection,
+        cols: AxisSelection,
+        transposed: bool = False,
+        reuse: bool = False,
     ) -> np.ndarray[Any, Any]:
-        """``layer[rows, cols]`` (orthogonal); with ``transposed``, its transpose, C-ordered."""
+        """``layer[rows, cols]`` (orthogonal); with ``transposed``, its transpose, C-ordered. With
+        ``reuse``, the result may live in the calling thread's band buffer (``_engine.band_buffer``)."""
         dset = self.layer(name)
-        return _matrix_io.read(dset, rows, cols, self._layout(name, dset, rows, cols), transposed)
+        return _matrix_io.read(dset, rows, cols, self._layout(name, dset, rows, cols), transposed, reuse)
 
     def _layout(
         self, name: str, dset: h5py.Dataset, rows: AxisSelection, cols: AxisSelection

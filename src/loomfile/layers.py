@@ -15,6 +15,7 @@ from ._engine import Job, ahead, ordered
 from ._errors import LoomValueError
 from ._mapping import NamedMapping
 from ._selection import AxisSelection, normalize_key, result_shape, take
+from ._sparse import build_coo
 
 T = TypeVar("T")
 
@@ -64,56 +65,7 @@ def band_width(other_extent: int, chunk: int, elements: int = _matrix_io.BLOCK_E
     return max(chunk, width // chunk * chunk)
 
 
-SPARSE_BAND = 4096  # loompy's sparse() visits columns in bands this wide
 TASK_ELEMENTS = 4 * 1024 * 1024  # one block of work for a pool thread (16 MiB of float32)
-
-
-def _sparse_blocks(
-    rows: AxisSelection, cols: AxisSelection
-) -> Iterator[tuple[AxisSelection, AxisSelection, tuple[int, np.ndarray]]]:
-    """Blocks for sparse(): selected columns grouped by band of SPARSE_BAND file columns, each band
-    cut into blocks of rows. Tagged (first row position, column positions in the result)."""
-    band_of = cols.indices // SPARSE_BAND
-    for band in np.unique(band_of):
-        positions = np.flatnonzero(band_of == band)
-        part = AxisSelection(cols.n, cols.indices[positions])
-        height = band_width(positions.size, 64, TASK_ELEMENTS)
-        for b in bands(rows.size, height):
-            yield AxisSelection(rows.n, rows.indices[b]), part, (b.start, positions)
-
-
-class _Entries:
-    """The (data, row, col) arrays of a sparse matrix, appended block by block into arrays sized
-    from the density seen so far (grown geometrically when the guess is short), so the result is
-    built in place: no list of parts, no final concatenation, about 1x its size in memory."""
-
-    def __init__(self, data_dtype: np.dtype[Any], index_dtype: Any, elements: int) -> None:
-        self.dtypes = (data_dtype, np.dtype(index_dtype), np.dtype(index_dtype))
-        self.elements = elements  # of the whole selection
-        self.seen = 0  # elements scanned so far
-        self.n = 0
-        self.buffers = [np.empty(0, dtype=d) for d in self.dtypes]
-
-    def append(self, found: tuple[np.ndarray, np.ndarray, np.ndarray], scanned: int) -> None:
-        self.seen += scanned
-        need = self.n + found[0].size
-        if need > self.buffers[0].size:
-            remaining = self.elements - self.seen  # elements not scanned yet: the most that can come
-            guess = need + int(remaining * (need / max(1, self.seen)) * 1.1)
-            capacity = min(max(guess, int(self.buffers[0].size * 1.25)), need + remaining)
-            for i, old in enumerate(self.buffers):
-                grown = np.empty(capacity, dtype=old.dtype)
-                grown[: self.n] = old[: self.n]
-                self.buffers[i] = grown
-        for buf, part in zip(self.buffers, found, strict=True):
-            buf[self.n : need] = part
-        self.n = need
-
-    def arrays(self) -> list[np.ndarray]:
-        """The filled parts (copied to exact size only if more than a tenth would be wasted)."""
-        if self.buffers[0].size > self.n * 1.1:
-            return [b[: self.n].copy() for b in self.buffers]
-        return [b[: self.n] for b in self.buffers]
 
 
 def _band_key(band: slice, n: int, axis: int, other: AxisSelection) -> tuple[AxisSelection, AxisSelection]:
@@ -205,37 +157,13 @@ class LoomLayer:
         n_rows, n_cols = self.shape
         row_sel = _as_selection(rows, n_rows, 0)
         col_sel = _as_selection(cols, n_cols, 1)
-        shape = (row_sel.size, col_sel.size)
         out_dtype = np.dtype("float64" if dtype is None else dtype)
-        index_dtype = np.int32 if max(shape) < np.iinfo(np.int32).max else np.int64
         store, name = self._store, self.name
 
-        def nonzeros(
-            block: tuple[AxisSelection, AxisSelection, tuple[int, np.ndarray]],
-        ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int]:
-            rows_part, cols_part, (r0, positions) = block
-            values = store.read_layer(name, rows_part, cols_part)
-            flat = np.flatnonzero(values != 0)  # on a bool mask: several times faster than on floats
-            data = values.ravel()[flat].astype(out_dtype)
-            width = values.shape[1]
-            if index_dtype == np.int32:  # blocks are far below 2**31 elements
-                flat = flat.astype(np.int32)
-            if width & (width - 1) == 0:  # full 4096-column bands: shifts instead of divisions
-                r, c = flat >> (width.bit_length() - 1), flat & (width - 1)
-            else:
-                r, c = np.divmod(flat, width)
-            r += r0
-            if positions.size and positions[-1] - positions[0] + 1 == positions.size:
-                c += positions[0]  # consecutive columns: an offset, not a lookup
-            else:
-                c = positions[c]
-            return (data, r.astype(index_dtype, copy=False), c.astype(index_dtype, copy=False)), values.size
+        def read(rows_part: AxisSelection, cols_part: AxisSelection) -> np.ndarray:
+            return store.read_layer(name, rows_part, cols_part, reuse=True)
 
-        entries = _Entries(out_dtype, index_dtype, shape[0] * shape[1])
-        for found, size in ordered(nonzeros, _sparse_blocks(row_sel, col_sel)):
-            entries.append(found, size)
-        data, row, col = entries.arrays()
-        return sparse.coo_matrix((data, (row, col)), shape=shape)
+        return build_coo(read, row_sel, col_sel, out_dtype, TASK_ELEMENTS)
 
     def map(
         self,
@@ -278,7 +206,7 @@ class LoomLayer:
 
             def task(b: slice) -> tuple[slice, list[Any]]:
                 key = _band_key(b, n, axis, other)
-                return b, apply(store.read_layer(name, *key, transposed=axis == 1))
+                return b, apply(store.read_layer(name, *key, transposed=axis == 1, reuse=True))
 
             done: Iterable[tuple[slice, list[Any]]] = ordered(
                 task, bands(n, band_width(other.size, chunk, TASK_ELEMENTS))

@@ -1,0 +1,160 @@
+"""build_coo, sparse()'s one-pass builder: pool threads write each block's entries straight into the
+result, in loompy's order, growing it when the density guess is short, and stop cleanly on errors."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from loomfile import _engine
+from loomfile._selection import AxisSelection
+from loomfile._sparse import SPARSE_BAND, build_coo
+
+
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def threads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    monkeypatch.setenv("LOOMFILE_THREADS", str(request.param))
+    monkeypatch.setattr(_engine, "_pool", None)
+    yield int(request.param)
+    if _engine._pool is not None:
+        _engine._pool.shutdown(wait=True)
+
+
+def loompy_order(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Entries as loompy's sparse() lists them: bands of SPARSE_BAND columns, row-major in each."""
+    rows, cols, data = [], [], []
+    for lo in range(0, m.shape[1], SPARSE_BAND):
+        r, c = np.nonzero(m[:, lo : lo + SPARSE_BAND])
+        rows.append(r)
+        cols.append(c + lo)
+        data.append(m[r, c + lo])
+    return np.concatenate(data), np.concatenate(rows), np.concatenate(cols)
+
+
+def reader(m: np.ndarray, calls: list[int] | None = None):  # type: ignore[no-untyped-def]
+    lock = threading.Lock()
+
+    def read(rows: AxisSelection, cols: AxisSelection) -> np.ndarray:
+        if calls is not None:
+            with lock:
+                calls.append(rows.size * cols.size)
+        return m[np.ix_(rows.indices, cols.indices)]
+
+    return read
+
+
+def skewed(n_rows: int, n_cols: int, seed: int) -> np.ndarray:
+    """Almost empty at the top and dense at the bottom: the early density guess is far too small."""
+    rng = np.random.default_rng(seed)
+    m = rng.integers(1, 50, (n_rows, n_cols)).astype(np.float32)
+    density = np.linspace(0.001, 0.95, n_rows)[:, None]
+    m[rng.random(m.shape) >= density] = 0
+    return m
+
+
+@pytest.mark.parametrize("n_cols", [300, SPARSE_BAND + 700])
+def test_entries_in_loompy_order_while_growing(threads: int, n_cols: int) -> None:
+    m = skewed(2000, n_cols, 3)
+    calls: list[int] = []
+    got = build_coo(
+        reader(m, calls), AxisSelection.full(2000), AxisSelection.full(n_cols), np.dtype("float64"), 64 * 256
+    )
+    assert len(calls) > 20  # many blocks, so the arrays had to grow several times
+    data, row, col = loompy_order(m)
+    assert got.shape == m.shape and got.dtype == np.float64
+    assert got.row.dtype == np.int32 and got.col.dtype == np.int32
+    np.testing.assert_array_equal(got.data, data)
+    np.testing.assert_array_equal(got.row, row)
+    np.testing.assert_array_equal(got.col, col)
+    assert got.data.base is None or got.data.base.size == got.nnz  # no spare capacity kept
+
+
+def test_selected_rows_and_scattered_columns(threads: int) -> None:
+    m = skewed(500, 2 * SPARSE_BAND + 10, 4)
+    rng = np.random.default_rng(5)
+    rows = np.sort(rng.choice(500, 333, replace=False))
+    cols = np.sort(rng.choice(m.shape[1], 3000, replace=False))
+    got = build_coo(
+        reader(m),
+        AxisSelection(500, rows),
+        AxisSelection(m.shape[1], cols),
+        np.dtype("float32"),
+        64 * 64,
+    )
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got.toarray(), m[np.ix_(rows, cols)])
+    # within each band of file columns the entries are row-major
+    band = cols[got.col] // SPARSE_BAND
+    assert np.all(np.diff(band) >= 0)
+    for b in np.unique(band):
+        keys = got.row[band == b].astype(np.int64) * cols.size + got.col[band == b]
+        assert np.all(np.diff(keys) > 0)
+
+
+def test_empty_and_all_zero(threads: int) -> None:
+    zeros = np.zeros((200, 100), dtype=np.float32)
+    got = build_coo(
+        reader(zeros), AxisSelection.full(200), AxisSelection.full(100), np.dtype("float64"), 4096
+    )
+    assert got.nnz == 0 and got.shape == (200, 100)
+    none = build_coo(
+        reader(zeros),
+        AxisSelection(200, np.array([], dtype=np.intp)),
+        AxisSelection.full(100),
+        np.dtype("float64"),
+        4096,
+    )
+    assert none.shape == (0, 100) and none.nnz == 0
+
+
+def test_a_failing_block_raises_its_error_without_hanging(threads: int) -> None:
+    m = skewed(2000, 200, 6)
+    read_ok = reader(m)
+
+    def read(rows: AxisSelection, cols: AxisSelection) -> np.ndarray:
+        if rows.indices[0] == 7 * 64:
+            raise OSError("chunk 7 is unreadable")
+        return read_ok(rows, cols)
+
+    done: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            build_coo(read, AxisSelection.full(2000), AxisSelection.full(200), np.dtype("float64"), 64 * 200)
+        except BaseException as e:
+            done.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout=60)
+    assert not t.is_alive(), "build_coo hung after a block failed"
+    assert len(done) == 1 and isinstance(done[0], OSError) and "chunk 7" in str(done[0])
+
+
+def test_a_block_failing_after_it_reserved_space_does_not_hang_the_others(threads: int) -> None:
+    """A failure while writing (here: a block wider than its column list) must release the blocks
+    that wait for it to finish before they can grow the arrays."""
+    m = skewed(3000, 300, 8)
+    cols = np.arange(0, 300, 2)
+    read_ok = reader(m)
+
+    def read(rows: AxisSelection, c: AxisSelection) -> np.ndarray:
+        block = read_ok(rows, c)
+        return np.hstack([block, block]) if rows.indices[0] == 4 * 64 else block  # the fifth block
+
+    done: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            build_coo(read, AxisSelection.full(3000), AxisSelection(300, cols), np.dtype("float64"), 64 * 150)
+        except BaseException as e:
+            done.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout=60)
+    assert not t.is_alive(), "build_coo hung after a block failed"
+    assert len(done) == 1 and isinstance(done[0], (IndexError, ValueError))
