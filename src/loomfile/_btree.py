@@ -73,25 +73,45 @@ def _btree_address(fd: int, header: int, base: int) -> tuple[int, int] | None:
     return None
 
 
-def chunk_records(dset: h5py.Dataset, fd: int) -> Records | None:
-    """(chunk coordinates (n, rank), file offsets, stored sizes, filter masks) of every chunk, or None."""
+Wanted = tuple[np.ndarray, np.ndarray]  # sorted unique chunk-grid rows and columns
+
+
+def _header_address(dset: h5py.Dataset) -> int:
+    """Where ``dset``'s object header is: from its link (microseconds) when it is a hard link, else
+    from H5Oget_info (milliseconds: it also counts attributes and header space)."""
+    link = dset.file.id.links.get_info(dset.name.encode())
+    if link.type == h5py.h5l.TYPE_HARD:
+        return int(link.u)
+    return int(h5py.h5o.get_info(dset.id).addr)
+
+
+def chunk_records(dset: h5py.Dataset, fd: int, wanted: Wanted | None = None) -> Records | None:
+    """(chunk coordinates (n, rank), file offsets, stored sizes, filter masks) of every chunk, or None.
+
+    With ``wanted`` (grid rows, grid columns), only the chunks in those rows x columns: the walk
+    descends only into subtrees whose key range can hold one of them (a small read of a large
+    layer reads a few nodes instead of the whole index)."""
     f = dset.file
     if f.id.get_create_plist().get_sizes() != (8, 8):
         return None
     base = int(f.userblock_size)
     try:
-        found = _btree_address(fd, h5py.h5o.get_info(dset.id).addr, base)
+        found = _btree_address(fd, _header_address(dset), base)
         if found is None:
             return None
         root, dims = found
         if root == UNDEFINED:  # nothing written yet: no index at all
             empty = np.zeros(0, dtype=np.int64)
             return np.zeros((0, dims - 1), dtype=np.int64), empty, empty, empty
-        records = _walk(fd, base, root, dims, READ_AHEAD_RECORDS)
+        chunks = tuple(int(c) for c in dset.chunks) + (1,) * (2 - dset.ndim)
+        prune = None if wanted is None else _Pruner(wanted, chunks)
+        records = _walk(fd, base, root, dims, READ_AHEAD_RECORDS, prune)
     except (ValueError, struct.error, OSError, OverflowError):
         return None
     if records is None:
         return None
+    if prune is not None:
+        records = records[prune.keep(records["offsets"])]
     coords = records["offsets"][:, : dims - 1].astype(np.int64)
     return (
         coords,
@@ -101,13 +121,60 @@ def chunk_records(dset: h5py.Dataset, fd: int) -> Records | None:
     )
 
 
-def _walk(fd: int, base: int, root: int, dims: int, capacity: int) -> Any:
+class _Pruner:
+    """Which children of a node can hold a wanted chunk, from the node's keys.
+
+    Child i holds chunks whose keys (row offset, column offset, ...) lie, in lexicographic order,
+    between key i and key i + 1 (taken inclusively: a subtree too many is read, never one too few).
+    """
+
+    def __init__(self, wanted: Wanted, chunks: tuple[int, ...]) -> None:
+        self.rows, self.cols = (np.asarray(w, dtype=np.int64) for w in wanted)
+        self.c0, self.c1 = chunks[0], chunks[1]
+
+    def children(self, keys: np.ndarray) -> np.ndarray:
+        """For a node's used + 1 keys (offsets), a mask over its used children."""
+        r = keys[:, 0].astype(np.int64) // self.c0
+        c = keys[:, 1].astype(np.int64) // self.c1 if keys.shape[1] > 2 else np.zeros_like(r)
+        lo_r, lo_c, hi_r, hi_c = r[:-1], c[:-1], r[1:], c[1:]
+        rows, cols = self.rows, self.cols
+        if rows.size == 0 or cols.size == 0:
+            return np.zeros(lo_r.shape, dtype=bool)
+        # a wanted row strictly inside (lo_r, hi_r): any wanted column will do
+        inside = np.searchsorted(rows, hi_r, "left") > np.searchsorted(rows, lo_r, "right")
+        has_lo = _member(rows, lo_r)
+        has_hi = _member(rows, hi_r)
+        same = lo_r == hi_r
+        # on row lo_r: a wanted column >= lo_c (and <= hi_c when the range is within one row)
+        first_ge = np.searchsorted(cols, lo_c, "left")
+        at_lo = has_lo & (first_ge < cols.size)
+        at_lo &= ~same | (cols[np.minimum(first_ge, cols.size - 1)] <= hi_c)
+        # on row hi_r (a different row): a wanted column <= hi_c
+        at_hi = has_hi & ~same & (cols[0] <= hi_c)
+        return inside | at_lo | at_hi
+
+    def keep(self, offsets: np.ndarray) -> np.ndarray:
+        r = offsets[:, 0].astype(np.int64) // self.c0
+        c = offsets[:, 1].astype(np.int64) // self.c1 if offsets.shape[1] > 2 else np.zeros_like(r)
+        return _member(self.rows, r) & _member(self.cols, c)
+
+
+def _member(sorted_values: np.ndarray, x: np.ndarray) -> np.ndarray:
+    if sorted_values.size == 0:
+        return np.zeros(x.shape, dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_values, x), sorted_values.size - 1)
+    return sorted_values[at] == x
+
+
+def _walk(fd: int, base: int, root: int, dims: int, capacity: int, prune: _Pruner | None = None) -> Any:
     """Every leaf record under ``root``: the chunk key (size, mask, offsets) and the chunk's address.
 
     Each node is fetched with one read of ``capacity`` records (a second read if it holds more).
+    With ``prune``, only subtrees that can hold a wanted chunk are visited.
     """
     record = np.dtype([("size", "<u4"), ("mask", "<u4"), ("offsets", "<u8", (dims,)), ("child", "<u8")])
-    node_bytes = 24 + capacity * record.itemsize
+    key = np.dtype([("size", "<u4"), ("mask", "<u4"), ("offsets", "<u8", (dims,))])
+    node_bytes = 24 + capacity * record.itemsize + key.itemsize
     leaves: list[np.ndarray] = []
     level_nodes = [root]
     for _depth in range(64):
@@ -117,13 +184,17 @@ def _walk(fd: int, base: int, root: int, dims: int, capacity: int) -> Any:
             if head[:4] != b"TREE" or head[4] != 1:
                 return None
             level, used = head[5], struct.unpack_from("<H", head, 6)[0]
-            body = (
-                head[24:]
-                if 24 + used * record.itemsize <= len(head)
-                else _read(fd, used * record.itemsize, base + node + 24)
-            )
+            size = used * record.itemsize + key.itemsize  # the records, then the node's last key
+            body = head[24 : 24 + size] if 24 + size <= len(head) else _read(fd, size, base + node + 24)
             entries = np.frombuffer(body, dtype=record, count=used)
-            (leaves if level == 0 else children).append(entries if level == 0 else entries["child"])
+            if level == 0:
+                leaves.append(entries)
+                continue
+            if prune is not None:
+                last = np.frombuffer(body, dtype=key, count=1, offset=used * record.itemsize)
+                keys = np.concatenate((entries["offsets"], last["offsets"]))
+                entries = entries[prune.children(keys)]
+            children.append(entries["child"])
         if not children:
             return np.concatenate(leaves) if leaves else np.zeros(0, dtype=record)
         level_nodes = np.concatenate(children).tolist()

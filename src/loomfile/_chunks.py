@@ -17,7 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ._btree import Records, chunk_records
+from ._btree import Records, Wanted, chunk_records
 from ._codec import LIBDEFLATE, SUPPORTED_FILTERS, Pipeline, corrupt, unshuffle
 from ._errors import LoomFormatError
 
@@ -46,7 +46,9 @@ _scratch = _Scratch()
 class ChunkLayout:
     """The chunk grid of one dataset: file offsets, stored sizes and filter masks per chunk."""
 
-    def __init__(self, dset: h5py.Dataset, fd: int, filters: tuple[int, ...]) -> None:
+    def __init__(
+        self, dset: h5py.Dataset, fd: int, filters: tuple[int, ...], wanted: Wanted | None = None
+    ) -> None:
         self.name = dset.name
         self.fd = fd
         self.ndim = dset.ndim  # a 1-D dataset is read as one column: shape (n, 1), chunks (c, 1)
@@ -61,12 +63,18 @@ class ChunkLayout:
         self.masks = np.zeros(grid, dtype=np.int64)
         self.fill = dset.fillvalue if dset.fillvalue is not None else 0
         self.trusted = False  # True once the chunk index has been read and checked
+        # None: every chunk is indexed. Else only the chunks in these grid rows x columns are, and
+        # only they may be read (a small read of a large layer, see _store).
+        self.wanted = wanted
+        self._present: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
         self._index(dset)
 
     def _index(self, dset: h5py.Dataset) -> None:
         """Fill the grid from the file's B-tree if it can be parsed, else from HDF5's chunk iteration;
-        either must pass the structural checks and the spot check, or the layout is not trusted."""
-        for source in (self._from_btree, self._from_hdf5):
+        either must pass the structural checks and the spot check, or the layout is not trusted.
+        A partial index comes from the B-tree only."""
+        sources = (self._from_btree, self._from_hdf5) if self.wanted is None else (self._from_btree,)
+        for source in sources:
             records = source(dset)
             if records is not None and self._place(*records) and self._spot_check(dset):
                 self.trusted = True
@@ -79,7 +87,7 @@ class ChunkLayout:
         self.trusted = False
 
     def _from_btree(self, dset: h5py.Dataset) -> Records | None:
-        return chunk_records(dset, self.fd)
+        return chunk_records(dset, self.fd, self.wanted)
 
     def _from_hdf5(self, dset: h5py.Dataset) -> Records | None:
         found: list[Any] = []
@@ -110,17 +118,21 @@ class ChunkLayout:
             return False
         if (coords[:, 0] % c0).any() or (self.ndim == 2 and (coords[:, 1] % c1).any()) or not sizes.all():
             return False
+        if np.unique(rows * self.offsets.shape[1] + cols).size != rows.size:
+            return False  # a chunk listed twice
         self.offsets[rows, cols] = offsets
         self.sizes[rows, cols] = sizes
         self.masks[rows, cols] = masks
-        return int(np.count_nonzero(self.sizes)) == coords.shape[0]  # no chunk listed twice
+        self._present = (rows, cols)
+        return True
 
     def _spot_check(self, dset: h5py.Dataset) -> bool:
-        """Whether HDF5's own reader finds, at a few chunk positions, the bytes the index points to."""
-        present = np.argwhere(self.sizes > 0)
-        picks = {0, len(present) - 1, len(present) // 2} if len(present) else set()
+        """Whether HDF5's own reader finds, at a few chunk positions, the bytes the index points to
+        (and, for a partial index, no chunk where the index found none)."""
+        rows, cols = self._present
+        picks = {0, rows.size - 1, rows.size // 2} if rows.size else set()
         for i in picks:
-            r, c = (int(x) for x in present[i])
+            r, c = int(rows[i]), int(cols[i])
             where = (r * self.chunks[0], c * self.chunks[1])[: self.ndim]
             try:
                 _mask, stored = dset.id.read_direct_chunk(where)
@@ -128,6 +140,23 @@ class ChunkLayout:
                 return False
             on_disk = os.pread(self.fd, int(self.sizes[r, c]), int(self.offsets[r, c]))
             if bytes(stored) != on_disk:
+                return False
+        return self.wanted is None or self._absent_check(dset)
+
+    def _absent_check(self, dset: h5py.Dataset) -> bool:
+        """A few of the wanted chunks the partial index did not find: HDF5 must not have them."""
+        assert self.wanted is not None
+        rows, cols = self.wanted
+        cells = self.sizes[np.ix_(rows, cols)]
+        missing = np.argwhere(cells == 0)
+        for i in np.unique(np.linspace(0, len(missing) - 1, min(len(missing), 4)).astype(int)).tolist():
+            r, c = int(rows[missing[i][0]]), int(cols[missing[i][1]])
+            where = (r * self.chunks[0], c * self.chunks[1])[: self.ndim]
+            try:
+                info = dset.id.get_chunk_info_by_coord(where)
+            except (RuntimeError, OSError, ValueError):
+                return False
+            if info.byte_offset is not None:
                 return False
         return True
 
@@ -212,8 +241,11 @@ class ChunkLayout:
         return f"Chunk ({row}, {col}) of {self.name}"
 
 
-def layout_of(dset: h5py.Dataset) -> ChunkLayout | None:
-    """The chunk layout of ``dset``, or None when the engine cannot read it (h5py reads it instead)."""
+def layout_of(dset: h5py.Dataset, wanted: Wanted | None = None) -> ChunkLayout | None:
+    """The chunk layout of ``dset``, or None when the engine cannot read it (h5py reads it instead).
+
+    ``wanted``: index only the chunks in these (sorted, unique) grid rows x columns (see ChunkLayout).
+    """
     if dset.ndim not in (1, 2) or dset.chunks is None or dset.is_virtual or dset.external:
         return None
     if np.dtype(dset.dtype).kind not in "iuf" or dset.file.driver != "sec2":
@@ -225,5 +257,5 @@ def layout_of(dset: h5py.Dataset) -> ChunkLayout | None:
     fd = dset.file.id.get_vfd_handle()
     if not isinstance(fd, int):
         return None
-    layout = ChunkLayout(dset, fd, filters)
+    layout = ChunkLayout(dset, fd, filters, wanted)
     return layout if layout.trusted else None

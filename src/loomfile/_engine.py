@@ -347,6 +347,22 @@ def read(
     return out
 
 
+def chunks_of(chunks: tuple[int, ...], rows: AxisSelection, cols: AxisSelection) -> tuple[IntArray, IntArray]:
+    """The grid rows and grid columns (sorted, unique) of the chunks a read of ``rows`` x ``cols`` decodes."""
+    return _grid_of(rows, chunks[0]), _grid_of(cols, chunks[1])
+
+
+def _grid_of(sel: AxisSelection, chunk: int) -> IntArray:
+    run = sel.contiguous
+    if run is not None and run.step in (None, 1):
+        start, stop, _ = run.indices(sel.n)
+        if stop <= start:
+            return np.zeros(0, dtype=np.intp)
+        return np.arange(start // chunk, (stop - 1) // chunk + 1, dtype=np.intp)
+    return np.unique(sel.indices // chunk)
+
+
 def chunks_touched(chunks: tuple[int, ...], rows: AxisSelection, cols: AxisSelection) -> int:
     """How many chunks of a ``chunks``-shaped grid a read of ``rows`` x ``cols`` decodes."""
-    return int(np.unique(rows.indices // chunks[0]).size * np.unique(cols.indices // chunks[1]).size)
+    grid_rows, grid_cols = chunks_of(chunks, rows, cols)
+    return int(grid_rows.size * grid_cols.size)

@@ -234,12 +234,13 @@ def decode_string_array(raw: np.ndarray[Any, Any], dtype: np.dtype[Any]) -> np.n
     Strings declared ASCII (spec 2 fixed-length, loomR variable-length) may carry XML character
     references; strings declared UTF-8 are taken as they are.
     """
-    unescape = _is_ascii_declared(dtype)
-    flat = raw.ravel()
-    out = np.empty(flat.shape, dtype=object)
-    for i, item in enumerate(flat):
-        text = decode_bytes(item) if isinstance(item, bytes) else str(item)
-        out[i] = unescape_char_refs(text) if unescape else text
+    flat = raw.ravel().tolist()
+    # (decode_bytes, inlined: the same text for valid UTF-8, and the same escapes for the rest)
+    texts = [v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v) for v in flat]
+    if _is_ascii_declared(dtype):
+        texts = [unescape_char_refs(t) if "&#" in t else t for t in texts]
+    out = np.empty(len(texts), dtype=object)
+    out[:] = texts
     return out.reshape(raw.shape)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import _engine, _matrix_io
 from . import _format as fmt
+from ._btree import Wanted
 from ._changes import LAYERS, META, ChangeLog, layer_key
 from ._chunks import ChunkLayout, layout_of
 from ._errors import (
@@ -202,22 +203,24 @@ class LoomStore:
         if dset.chunks is None:
             return None
         grid = -(-dset.shape[0] // dset.chunks[0]) * -(-dset.shape[1] // dset.chunks[1])
-        # Small reads go through h5py until, together, they have cost more than indexing the layer.
-        touched = self._small_reads.get(name, 0) + _engine.chunks_touched(dset.chunks, rows, cols)
+        # Small reads index only the chunks they touch, until together they have cost more than
+        # indexing the whole layer.
+        wanted = _engine.chunks_of(dset.chunks, rows, cols)
+        touched = self._small_reads.get(name, 0) + wanted[0].size * wanted[1].size
         if touched * INDEX_COST_RATIO < grid:
             self._small_reads[name] = touched
-            return None
+            return self._fresh_layout(dset, wanted)
         self._small_reads.pop(name, None)
         layout = self._fresh_layout(dset)
         self._layouts[name] = (generation, layout)
         return layout
 
-    def _fresh_layout(self, dset: h5py.Dataset) -> ChunkLayout | None:
-        """``dset``'s chunk layout, built now (the engine reads the file's bytes, so HDF5's caches
-        are flushed to disk first when the file is writable)."""
+    def _fresh_layout(self, dset: h5py.Dataset, wanted: Wanted | None = None) -> ChunkLayout | None:
+        """``dset``'s chunk layout (of the ``wanted`` chunks only, if given), built now (the engine
+        reads the file's bytes, so HDF5's caches are flushed to disk first when the file is writable)."""
         if self.mode != "r":
             self.h5.flush()
-        return layout_of(dset)
+        return layout_of(dset, wanted)
 
     def write_layer(
         self, name: str, rows: AxisSelection, cols: AxisSelection, values: np.ndarray[Any, Any]
