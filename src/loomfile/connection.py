@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import scipy.sparse as sparse
 
-from . import _engine, _ops
+from . import _aggregate, _engine, _export, _ops
 from . import _format as fmt
 from ._changes import META, layer_key
 from ._compat import LoompyAliases
@@ -243,6 +243,32 @@ class LoomConnection(LoompyAliases):
         (self.ra if axis == 0 else self.ca)._permute(order)
         (self.row_graphs if axis == 0 else self.col_graphs)._permute(order)
         self._store.flush()
+
+    def aggregate(
+        self,
+        out_file: str | None = None,
+        select: Any = None,
+        group_by: str | np.ndarray = "Clusters",
+        aggr_by: str | Callable[..., Any] = "mean",
+        aggr_ca_by: Mapping[str, str] | None = None,
+        layer: str = "",
+        aggr_ca_if_equal: bool = False,
+    ) -> np.ndarray:
+        """Collapse the columns into groups: one column per distinct label of ``group_by`` (a column
+        attribute, or an array of integer labels), each row reduced with ``aggr_by`` ("mean", "sum",
+        "max", "min", "first", "last", "std", "var", "median", "prod", "count" or a function).
+
+        ``aggr_ca_by`` maps column attributes to "mean", "first", "mode" or "tally" (one count
+        attribute per value); with ``aggr_ca_if_equal``, other attributes constant within every
+        group are kept. Returns the (rows x groups) float64 matrix, and writes it with the row
+        attributes and the aggregated column attributes to ``out_file`` if given.
+        """
+        return _aggregate.aggregate(self, out_file, select, group_by, aggr_by, aggr_ca_by, layer, aggr_ca_if_equal)
+
+    def export(self, out_file: str, layer: str | None = None, format: str = "tab") -> None:
+        """Write a layer (the main matrix by default) with its row and column attributes as a
+        tab-separated text file, in loompy's layout."""
+        _export.export(self, out_file, layer, format)
 
     def add_columns(
         self,

@@ -1,0 +1,54 @@
+"""export(): a layer and its attributes as a tab-separated text file, in loompy's layout.
+
+Column attributes come first, one line each, shifted right past the row-attribute columns; then a
+line of row-attribute names; then one line per row: its attributes, an empty field, its values.
+Every field is followed by a tab, as loompy writes it. Values are formatted as ``str()`` formats
+them (numpy's shortest round-trip form), a band of rows at a time, and the file appears at
+``out_file`` only when complete.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._errors import LoomValueError
+from ._selection import AxisSelection
+
+if TYPE_CHECKING:
+    from .connection import LoomConnection
+
+
+def _fields(values: Any) -> str:
+    return "".join(f"{v}\t" for v in np.asarray(values).astype(str).tolist())
+
+
+def export(ds: LoomConnection, out_file: str, layer: str | None, format: str) -> None:
+    from .connection import _discard, _temp_path
+
+    if format != "tab":
+        msg = f"Only format='tab' is supported, not {format!r}"
+        raise LoomValueError(msg)
+    name = "" if layer is None else layer
+    source = ds.layers[name]  # a clear error for a missing layer, before anything is written
+    target = os.path.expanduser(os.fspath(out_file))
+    tmp = _temp_path(target)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            ra_names = list(ds.ra.keys())
+            ra = {k: np.asarray(ds.ra[k]).astype(str) for k in ra_names}
+            lead = "\t" * len(ra_names)
+            for key in ds.ca.keys():
+                f.write(f"{lead}{key}\t{_fields(ds.ca[key])}\n")
+            f.write("".join(f"{k}\t" for k in ra_names) + "\t" + "\t" * ds.shape[1] + "\n")
+            for band, values in source._bands(0, AxisSelection.full(ds.shape[1])):
+                text = values.astype(str)
+                for i, row in enumerate(range(band.start, band.stop)):
+                    attrs = "".join(f"{ra[k][row]}\t" for k in ra_names)
+                    f.write(f"{attrs}\t{''.join(v + chr(9) for v in text[i].tolist())}\n")
+        os.replace(tmp, target)
+    except BaseException:
+        _discard(tmp)
+        raise

@@ -1,0 +1,138 @@
+"""aggregate() and export() against loompy 3.0.8 on the same file (loompy aggregates through
+numpy_groupies and writes text with str(); both must agree), plus the cases loompy gets wrong."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import loompy
+import numpy as np
+import pytest
+
+import loomfile
+from loomfile._errors import LoomValueError
+
+N_GENES, N_CELLS = 90, 700  # 700 columns: several chunk columns, groups spread over all of them
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> tuple[str, str, np.ndarray]:
+    rng = np.random.default_rng(4)
+    m = rng.negative_binomial(1, 0.4, (N_GENES, N_CELLS)).astype(np.float32)
+    m[rng.random(m.shape) < 0.7] = 0
+    ra = {"Gene": np.array([f"g{i}" for i in range(N_GENES)]), "Chrom": np.array(["chr1", "chrX"] * 45)}
+    clusters = rng.integers(3, 11, N_CELLS)  # labels 3..10: not starting at 0
+    ca = {
+        "CellID": np.array([f"c{j}" for j in range(N_CELLS)]),
+        "Clusters": clusters,
+        "Batch": np.array(["a/b", "c.d", "e"])[clusters % 3],  # constant within each cluster
+        "Size": rng.random(N_CELLS) * 100,
+        "Kind": np.array(["x", "y"])[rng.integers(0, 2, N_CELLS)],
+    }
+    ref, new = os.fspath(tmp_path / "ref.loom"), os.fspath(tmp_path / "new.loom")
+    loompy.create(ref, m, ra, ca)
+    loomfile.create(new, m, ra, ca)
+    return ref, new, m
+
+
+@pytest.mark.parametrize(
+    "aggr_by", ["mean", "sum", "max", "min", "first", "last", "std", "var", "median", "prod"]
+)
+def test_matrix_aggregation_matches_loompy(pair: Any, aggr_by: str) -> None:
+    ref, new, _ = pair
+    with loompy.connect(ref, "r") as a, loomfile.connect(new, "r") as b:
+        expected = a.aggregate(group_by="Clusters", aggr_by=aggr_by)
+        got = b.aggregate(group_by="Clusters", aggr_by=aggr_by)
+    assert got.shape == expected.shape == (N_GENES, 8) and got.dtype == np.float64
+    # loompy (numpy_groupies) reduces float32 layers in float32; loomfile in float64
+    np.testing.assert_allclose(got, expected, rtol=2e-6, atol=1e-6)
+
+
+def test_labels_array_and_layer(pair: Any, tmp_path: Path) -> None:
+    _, new, m = pair
+    labels = (np.arange(N_CELLS) * 7) % 5
+    with loomfile.connect(new) as b:
+        b.layers["twice"] = m * 2
+        got = b.aggregate(group_by=labels, aggr_by="sum", layer="twice")
+    for g in range(5):
+        np.testing.assert_allclose(got[:, g], (m * 2)[:, labels == g].sum(axis=1, dtype=np.float64))
+
+
+def test_column_attribute_aggregation_and_out_file_match_loompy(pair: Any, tmp_path: Path) -> None:
+    ref, new, _ = pair
+    out_ref, out_new = os.fspath(tmp_path / "agg_ref.loom"), os.fspath(tmp_path / "agg_new.loom")
+    spec = {"Size": "mean", "CellID": "first", "Kind": "tally", "Clusters": "first"}
+    with loompy.connect(ref, "r") as a, loomfile.connect(new, "r") as b:
+        a.aggregate(out_ref, group_by="Clusters", aggr_ca_by=spec, aggr_ca_if_equal=True)
+        b.aggregate(out_new, group_by="Clusters", aggr_ca_by=spec, aggr_ca_if_equal=True)
+    with loompy.connect(out_ref, "r") as a, loomfile.connect(out_new, "r") as b:
+        np.testing.assert_allclose(b[:, :], a[:, :])
+        assert sorted(b.ca.keys()) == sorted(a.ca.keys())
+        assert "Batch" in b.ca.keys()  # constant within each cluster: kept by aggr_ca_if_equal
+        for k in a.ca.keys():
+            if a.ca[k].dtype.kind in "fiu":
+                np.testing.assert_allclose(b.ca[k], a.ca[k], err_msg=k)
+            else:
+                assert list(b.ca[k]) == list(a.ca[k]), k
+        assert sorted(b.ra.keys()) == sorted(a.ra.keys())
+        assert list(b.ra["Gene"]) == list(a.ra["Gene"])
+    # loompy's reader opens ours
+    with loompy.connect(out_new, "r") as c:
+        assert c.shape == (N_GENES, 8)
+
+
+def test_mode_of_a_column_attribute(pair: Any) -> None:
+    """loompy's "mode" indexes scipy.stats.mode's result as an array and fails on current scipy;
+    loomfile gives the most frequent value per group (the smallest one on ties)."""
+    _, new, _ = pair
+    with loomfile.connect(new, "r") as b:
+        b.aggregate(group_by="Clusters", aggr_ca_by={"Kind": "mode"})
+        labels, kinds = b.ca["Clusters"], b.ca["Kind"]
+    with loomfile.connect(new, "r") as b, pytest.MonkeyPatch.context():
+        import tempfile
+
+        out = os.path.join(tempfile.mkdtemp(), "m.loom")
+        b.aggregate(out, group_by="Clusters", aggr_ca_by={"Kind": "mode"})
+    with loomfile.connect(out, "r") as c:
+        for i, g in enumerate(np.unique(labels)):
+            values, counts = np.unique(kinds[labels == g], return_counts=True)
+            assert c.ca["Kind"][i] == values[np.argmax(counts)]
+
+
+def test_aggregate_refuses_bad_input(pair: Any) -> None:
+    _, new, _ = pair
+    with loomfile.connect(new, "r") as b:
+        with pytest.raises(LoomValueError, match="select"):
+            b.aggregate(select=np.ones(N_CELLS, bool))
+        with pytest.raises(LoomValueError, match="one label per column"):
+            b.aggregate(group_by=np.zeros(3, int))
+        with pytest.raises(LoomValueError, match="aggr_by"):
+            b.aggregate(group_by="Clusters", aggr_by="average")
+
+
+@pytest.mark.parametrize("layer", [None, "counts"])
+def test_export_is_byte_identical_to_loompy(pair: Any, tmp_path: Path, layer: str | None) -> None:
+    ref, new, m = pair
+    for path in (ref, new):
+        with loompy.connect(path) as ds:
+            ds.layers["counts"] = (m * 3).astype(np.uint16)
+    out_ref, out_new = tmp_path / "ref.tab", tmp_path / "new.tab"
+    with loompy.connect(ref, "r") as a, loomfile.connect(new, "r") as b:
+        a.export(os.fspath(out_ref), layer=layer)
+        b.export(os.fspath(out_new), layer=layer)
+    assert out_new.read_bytes() == out_ref.read_bytes()
+
+
+def test_export_refuses_other_formats_and_leaves_no_file(pair: Any, tmp_path: Path) -> None:
+    _, new, _ = pair
+    out = tmp_path / "out.csv"
+    out.write_text("keep me")
+    with loomfile.connect(new, "r") as b:
+        with pytest.raises(LoomValueError, match="tab"):
+            b.export(os.fspath(out), format="csv")
+        with pytest.raises(KeyError):
+            b.export(os.fspath(out), layer="nope")
+    assert out.read_text() == "keep me"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.csv")] == []
