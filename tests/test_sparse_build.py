@@ -4,7 +4,7 @@ result, in loompy's order, growing it when the density guess is short, and stop 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -110,6 +110,23 @@ def test_empty_and_all_zero(threads: int) -> None:
     assert none.shape == (0, 100) and none.nnz == 0
 
 
+def failures_of(call: Callable[[], object]) -> list[BaseException]:
+    """What ``call`` raised, run on a thread that must finish within a minute (no hang)."""
+    done: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as e:
+            done.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout=60)
+    assert not t.is_alive(), "build_coo hung after a block failed"
+    return done
+
+
 def test_a_failing_block_raises_its_error_without_hanging(threads: int) -> None:
     m = skewed(2000, 200, 6)
     read_ok = reader(m)
@@ -119,18 +136,11 @@ def test_a_failing_block_raises_its_error_without_hanging(threads: int) -> None:
             raise OSError("chunk 7 is unreadable")
         return read_ok(rows, cols)
 
-    done: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            build_coo(read, AxisSelection.full(2000), AxisSelection.full(200), np.dtype("float64"), 64 * 200)
-        except BaseException as e:
-            done.append(e)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(timeout=60)
-    assert not t.is_alive(), "build_coo hung after a block failed"
+    done = failures_of(
+        lambda: build_coo(
+            read, AxisSelection.full(2000), AxisSelection.full(200), np.dtype("float64"), 64 * 200
+        )
+    )
     assert len(done) == 1 and isinstance(done[0], OSError) and "chunk 7" in str(done[0])
 
 
@@ -145,16 +155,9 @@ def test_a_block_failing_after_it_reserved_space_does_not_hang_the_others(thread
         block = read_ok(rows, c)
         return np.hstack([block, block]) if rows.indices[0] == 4 * 64 else block  # the fifth block
 
-    done: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            build_coo(read, AxisSelection.full(3000), AxisSelection(300, cols), np.dtype("float64"), 64 * 150)
-        except BaseException as e:
-            done.append(e)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(timeout=60)
-    assert not t.is_alive(), "build_coo hung after a block failed"
+    done = failures_of(
+        lambda: build_coo(
+            read, AxisSelection.full(3000), AxisSelection(300, cols), np.dtype("float64"), 64 * 150
+        )
+    )
     assert len(done) == 1 and isinstance(done[0], (IndexError, ValueError))

@@ -22,7 +22,12 @@ if TYPE_CHECKING:
 
 
 def _fields(values: Any) -> str:
-    return "".join(f"{v}\t" for v in np.asarray(values).astype(str).tolist())
+    """Each value as ``str()`` writes it, followed by a tab."""
+    return _tabbed(np.asarray(values).astype(str).tolist())
+
+
+def _tabbed(texts: list[str]) -> str:
+    return "".join(t + "\t" for t in texts)
 
 
 def export(ds: LoomConnection, out_file: str, layer: str | None, format: str) -> None:
@@ -42,12 +47,12 @@ def export(ds: LoomConnection, out_file: str, layer: str | None, format: str) ->
             lead = "\t" * len(ra_names)
             for key in ds.ca.keys():
                 f.write(f"{lead}{key}\t{_fields(ds.ca[key])}\n")
-            f.write("".join(f"{k}\t" for k in ra_names) + "\t" + "\t" * ds.shape[1] + "\n")
+            f.write(_tabbed(ra_names) + "\t" + "\t" * ds.shape[1] + "\n")
             for band, values in source._bands(0, AxisSelection.full(ds.shape[1])):
                 text = values.astype(str)
                 for i, row in enumerate(range(band.start, band.stop)):
-                    attrs = "".join(f"{ra[k][row]}\t" for k in ra_names)
-                    f.write(f"{attrs}\t{''.join(v + chr(9) for v in text[i].tolist())}\n")
+                    attrs = _tabbed([ra[k][row] for k in ra_names])
+                    f.write(f"{attrs}\t{_tabbed(text[i].tolist())}\n")
         os.replace(tmp, target)
     except BaseException:
         _discard(tmp)
