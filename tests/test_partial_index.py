@@ -114,9 +114,9 @@ def test_small_public_reads_use_a_partial_index(tmp_path: Path) -> None:
     calls: list[Any] = []
     real = _chunks.layout_of
 
-    def spy(dset: h5py.Dataset, wanted: Any = None) -> Any:
+    def spy(dset: h5py.Dataset, wanted: Any = None, fd: int | None = None) -> Any:
         calls.append(None if wanted is None else tuple(w.tolist() for w in wanted))
-        return real(dset, wanted)
+        return real(dset, wanted, fd)
 
     with mock.patch("loomfile._store.layout_of", spy), loomfile.connect(path, "r") as ds:
         np.testing.assert_array_equal(ds[ds.ra.Gene == "g123", :], m[[123], :])

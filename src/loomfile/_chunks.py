@@ -241,21 +241,24 @@ class ChunkLayout:
         return f"Chunk ({row}, {col}) of {self.name}"
 
 
-def layout_of(dset: h5py.Dataset, wanted: Wanted | None = None) -> ChunkLayout | None:
+def layout_of(dset: h5py.Dataset, wanted: Wanted | None = None, fd: int | None = None) -> ChunkLayout | None:
     """The chunk layout of ``dset``, or None when the engine cannot read it (h5py reads it instead).
 
     ``wanted``: index only the chunks in these (sorted, unique) grid rows x columns (see ChunkLayout).
+    ``fd``: the file's descriptor when HDF5 reads it through a file object (a writable connection);
+    otherwise HDF5's own descriptor is used, with the default driver only.
     """
     if dset.ndim not in (1, 2) or dset.chunks is None or dset.is_virtual or dset.external:
         return None
-    if np.dtype(dset.dtype).kind not in "iuf" or dset.file.driver != "sec2":
+    if np.dtype(dset.dtype).kind not in "iuf" or (fd is None and dset.file.driver != "sec2"):
         return None
     plist = dset.id.get_create_plist()
     filters = tuple(int(plist.get_filter(i)[0]) for i in range(plist.get_nfilters()))
     if not set(filters) <= SUPPORTED_FILTERS:
         return None
-    fd = dset.file.id.get_vfd_handle()
-    if not isinstance(fd, int):
-        return None
+    if fd is None:
+        fd = dset.file.id.get_vfd_handle()
+        if not isinstance(fd, int):
+            return None
     layout = ChunkLayout(dset, fd, filters, wanted)
     return layout if layout.trusted else None

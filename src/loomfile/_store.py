@@ -6,9 +6,11 @@ the spec-3 layout and in the older ones; managers and views never touch h5py the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import h5py
 import numpy as np
@@ -27,6 +29,7 @@ from ._errors import (
     LoomReadOnlyError,
     LoomValueError,
 )
+from ._journal import JournaledFile, interrupts_deferred, recover
 from ._selection import AxisSelection
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,30 @@ _KIND = ("row", "column")
 
 def open_h5(path: str, mode: str) -> h5py.File:
     """Open an HDF5 file, turning h5py's errors into ones that name the problem."""
+    _check_file(path)
+    try:
+        return h5py.File(path, mode)
+    except OSError as e:
+        raise _open_error(path, mode, e) from e
+
+
+def open_journaled(path: str) -> tuple[h5py.File, JournaledFile]:
+    """Open an HDF5 file for writing through a rollback journal (see ``_journal``), after undoing
+    any write a dead process left half done."""
+    _check_file(path)
+    recover(path)
+    journal = JournaledFile(path)
+    try:
+        return h5py.File(journal, "r+"), journal
+    except OSError as e:
+        journal.close()
+        raise _open_error(path, "r+", e) from e
+    except BaseException:
+        journal.close()
+        raise
+
+
+def _check_file(path: str) -> None:
     if not os.path.exists(path):
         msg = f"File '{path}' not found"
         raise LoomNotFoundError(msg)
@@ -45,20 +72,33 @@ def open_h5(path: str, mode: str) -> h5py.File:
     if not h5py.is_hdf5(path):
         msg = f"'{path}' is not an HDF5 file, so not a Loom file"
         raise LoomFormatError(msg)
-    try:
-        return h5py.File(path, mode)
-    except OSError as e:
-        text = str(e)
-        if "unable to lock file" in text.lower():
-            msg = (
-                f"Cannot open '{path}' in mode {mode!r}: another process holds the HDF5 file lock "
-                f"(it is probably writing to the file). ({text})"
-            )
-            raise LoomLockedError(msg) from e
-        if mode != "r" and ("ermission" in text or "read-only" in text):
-            raise
-        msg = f"'{path}' is not a readable HDF5/Loom file ({text})"
-        raise LoomFormatError(msg) from e
+
+
+def _open_error(path: str, mode: str, e: OSError) -> Exception:
+    text = str(e)
+    if "unable to lock file" in text.lower():
+        msg = (
+            f"Cannot open '{path}' in mode {mode!r}: another process holds the HDF5 file lock "
+            f"(it is probably writing to the file). ({text})"
+        )
+        return LoomLockedError(msg)
+    if mode != "r" and ("ermission" in text or "read-only" in text):
+        return e
+    return LoomFormatError(f"'{path}' is not a readable HDF5/Loom file ({text})")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def atomic(method: F) -> F:
+    """A LoomStore method that changes the file: all of it happens, or none (see ``transaction``)."""
+
+    def wrapper(self: LoomStore, *args: Any, **kwargs: Any) -> Any:
+        with self.transaction():
+            return method(self, *args, **kwargs)
+
+    wrapper.__name__, wrapper.__doc__ = method.__name__, method.__doc__
+    return wrapper  # type: ignore[return-value]
 
 
 # Indexing a layer costs about 1/50 of reading one chunk through h5py per chunk of the layer.
@@ -70,9 +110,11 @@ ENGINE_MIN_CHUNKS = 64
 class LoomStore:
     """An open Loom file: layout-aware access to its elements."""
 
-    def __init__(self, h5: h5py.File, path: str) -> None:
+    def __init__(self, h5: h5py.File, path: str, journal: JournaledFile | None = None) -> None:
         self._h5: h5py.File | None = h5
         self.path = path
+        self.journal = journal  # writable connections: undoes a write that fails half way
+        self._depth = 0  # of nested transactions
         self.mode: str = h5.mode
         # Spec-3 files keep global attributes in /attrs; older ones on the root group.
         self.legacy = fmt.GLOBALS_GROUP not in h5
@@ -96,13 +138,85 @@ class LoomStore:
         return self._h5 is None
 
     def close(self) -> None:
-        if self._h5 is not None:
-            try:
-                if self.mode != "r":
-                    self._h5.flush()
-            finally:
-                self._h5.close()
-                self._h5 = None
+        if self._h5 is None:
+            return
+        h5 = self._h5
+        try:
+            if self.mode != "r":
+                self.flush()
+        finally:
+            self._h5 = None
+            h5.close()
+            if self.journal is not None:
+                self._finish_close(self.journal)
+
+    @staticmethod
+    def _finish_close(journal: JournaledFile) -> None:
+        """Commit what HDF5 wrote while closing (or undo it, if a write failed), and let go."""
+        try:
+            failure = journal.failure
+            if failure is None:
+                journal.commit()
+            else:
+                journal.rollback()
+                raise failure
+        finally:
+            journal.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Changes made inside happen completely or not at all; nested ones join the outermost.
+
+        On success HDF5 flushes and the journal is committed. On any exception (including a
+        write that failed inside HDF5, and Ctrl-C, which is deferred to the next safe point) the
+        file is put back as it was before, HDF5 reopens it, and the exception propagates. If the
+        process dies instead, the next connect() puts it back (see _journal).
+        """
+        journal = self.journal
+        outermost = self._depth == 0
+        deferral = interrupts_deferred(journal) if outermost and journal is not None else contextlib.nullcontext()
+        self._depth += 1
+        try:
+            with deferral:
+                try:
+                    self._checkpoint()
+                    yield
+                    if outermost:
+                        self.h5.flush()
+                        self._checkpoint()
+                        if journal is not None:
+                            journal.commit()
+                except BaseException:
+                    if outermost:
+                        self._rollback()
+                    raise
+        finally:
+            self._depth -= 1
+
+    def _checkpoint(self) -> None:
+        """Raise, at a point where that is safe, what went wrong inside HDF5's writes or a deferred
+        Ctrl-C (see JournaledFile.write)."""
+        journal = self.journal
+        if journal is None:
+            return
+        if journal.failure is not None:
+            raise journal.failure
+        if journal.interrupted:
+            raise KeyboardInterrupt
+
+    def _rollback(self) -> None:
+        if self.journal is None or self._h5 is None:
+            return
+        h5, self._h5 = self._h5, None
+        self.journal.discard_writes()
+        with contextlib.suppress(Exception):
+            h5.close()
+        self.journal.rollback()
+        self._h5 = h5py.File(self.journal, "r+")
+        self._layouts.clear()
+        self._small_reads.clear()
+        self.changes.record(LAYERS)
+        self.changes.record(META)
 
     def require_writable(self, action: str) -> h5py.File:
         """The file, about to be changed (or an error if it is read-only)."""
@@ -113,7 +227,8 @@ class LoomStore:
         return h5
 
     def flush(self) -> None:
-        self.h5.flush()
+        with self.transaction():  # at the outermost level: flush, commit
+            pass
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -220,8 +335,9 @@ class LoomStore:
         reads the file's bytes, so HDF5's caches are flushed to disk first when the file is writable)."""
         if self.mode != "r":
             self.h5.flush()
-        return layout_of(dset, wanted)
+        return layout_of(dset, wanted, None if self.journal is None else self.journal.fd)
 
+    @atomic
     def write_layer(
         self, name: str, rows: AxisSelection, cols: AxisSelection, values: np.ndarray[Any, Any]
     ) -> None:
@@ -234,6 +350,7 @@ class LoomStore:
             self.changes.record(layer_key(name), box, cbox)
         self.touch(fmt.layer_path(name))
 
+    @atomic
     def create_layer(self, name: str, shape: tuple[int, int], dtype: np.dtype[Any], fill: Any = None) -> None:
         """Create (or replace) a layer. ``fill(dset)`` writes its content; zeros if None.
 
@@ -259,8 +376,8 @@ class LoomStore:
         h5.move(tmp, path)
         self.changes.record(LAYERS)
         self.touch(path)
-        h5.flush()
 
+    @atomic
     def delete_layer(self, name: str) -> None:
         h5 = self.require_writable(f"delete layer {name!r}")
         if name == "":
@@ -270,11 +387,11 @@ class LoomStore:
         self.changes.record(LAYERS)
         del h5[fmt.layer_path(name)]
         self.touch(fmt.LAYERS_GROUP)
-        h5.flush()
 
+    @atomic
     def resize_columns(self, n_cols: int) -> None:
         """Grow every layer to ``n_cols`` columns (new cells are zero until written)."""
-        h5 = self.require_writable("add columns")
+        self.require_writable("add columns")
         self.changes.record(LAYERS)
         for name in self.layer_names():
             dset = self.layer(name)
@@ -291,7 +408,6 @@ class LoomStore:
 
             self.create_layer(name, (dset.shape[0], n_cols), dset.dtype, fill=copy)
         self.changes.record(LAYERS)
-        h5.flush()
 
     # --- row and column attributes -------------------------------------------------------------------
 
@@ -316,16 +432,17 @@ class LoomStore:
             raise LoomFormatError(msg) from e
         return np.asarray(values)
 
+    @atomic
     def write_attr(self, axis: int, name: str, values: np.ndarray[Any, Any]) -> None:
-        h5 = self.require_writable(f"write {_KIND[axis]} attribute {name!r}")
+        self.require_writable(f"write {_KIND[axis]} attribute {name!r}")
         self.changes.record(META)
         path = fmt.attr_path(axis, name)
         data, dtype = fmt.encode_for_file(values, legacy=self.legacy)
         self._replace_dataset(path, data=data, dtype=dtype, **fmt.attr_dataset_options(values))
         self.touch(path)
         self.changes.record(META)
-        h5.flush()
 
+    @atomic
     def delete_attr(self, axis: int, name: str) -> None:
         h5 = self.require_writable(f"delete {_KIND[axis]} attribute {name!r}")
         self.changes.record(META)
@@ -336,7 +453,6 @@ class LoomStore:
         del h5[path]
         self.touch(fmt.ATTR_GROUPS[axis])
         self.changes.record(META)
-        h5.flush()
 
     def _read_whole(self, dset: h5py.Dataset) -> Any:
         """A whole (attribute) dataset: numeric ones with many chunks through the engine."""
@@ -389,6 +505,7 @@ class LoomStore:
             raise LoomFormatError(msg)
         return tuple(np.asarray(group[v][()]) for v in "abw")
 
+    @atomic
     def write_graph(
         self, axis: int, name: str, a: np.ndarray[Any, Any], b: np.ndarray[Any, Any], w: np.ndarray[Any, Any]
     ) -> None:
@@ -410,8 +527,8 @@ class LoomStore:
         h5.move(tmp, path)
         self.touch(path)
         self.changes.record(META)
-        h5.flush()
 
+    @atomic
     def delete_graph(self, axis: int, name: str) -> None:
         h5 = self.require_writable(f"delete {_KIND[axis]} graph {name!r}")
         self.changes.record(META)
@@ -419,7 +536,6 @@ class LoomStore:
         del h5[path]
         self.touch(path.rsplit("/", 1)[0])
         self.changes.record(META)
-        h5.flush()
 
     # --- global attributes ------------------------------------------------------------------------------
 
@@ -446,6 +562,7 @@ class LoomStore:
             raw, dtype = dset[()], dset.dtype
         return fmt.decode_values(raw, dtype)
 
+    @atomic
     def write_global(self, name: str, value: np.ndarray[Any, Any]) -> None:
         h5 = self.require_writable(f"write global attribute {name!r}")
         self.changes.record(META)
@@ -460,8 +577,8 @@ class LoomStore:
             self._replace_dataset(f"{fmt.GLOBALS_GROUP}/{name}", data=data, dtype=dtype)
             self.touch(fmt.GLOBALS_GROUP)
         self.changes.record(META)
-        h5.flush()
 
+    @atomic
     def delete_global(self, name: str) -> None:
         h5 = self.require_writable(f"delete global attribute {name!r}")
         self.changes.record(META)
@@ -475,7 +592,6 @@ class LoomStore:
             del h5[fmt.GLOBALS_GROUP][name]
             self.touch(fmt.GLOBALS_GROUP)
         self.changes.record(META)
-        h5.flush()
 
     # --- creation ---------------------------------------------------------------------------------------
 

@@ -19,8 +19,9 @@ from ._changes import META, layer_key
 from ._compat import LoompyAliases
 from ._errors import LoomValueError
 from ._html import to_html
+from ._journal import recover
 from ._selection import AxisSelection
-from ._store import LoomStore, open_h5
+from ._store import LoomStore, open_h5, open_journaled
 from ._validator import LoomValidator
 from .attributes import AttributeManager, GlobalAttributeManager
 from .graphs import GraphManager
@@ -45,10 +46,16 @@ class LoomConnection(LoompyAliases):
             msg = f"Mode must be either 'r' or 'r+', not {mode!r}"
             raise LoomValueError(msg)
         filename = os.fspath(filename)
+        if os.path.isfile(filename):
+            recover(filename)  # a write a dead process left half done is undone first (see _journal)
         if validate:
             LoomValidator().check(filename)
         self.filename = filename
-        self._store = LoomStore(open_h5(filename, mode), filename)
+        if mode == "r":
+            self._store = LoomStore(open_h5(filename, mode), filename)
+        else:
+            h5, journal = open_journaled(filename)
+            self._store = LoomStore(h5, filename, journal)
         self._commit: Callable[[], None] | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self.layers = LayerManager(self._store)
@@ -239,10 +246,10 @@ class LoomConnection(LoompyAliases):
             raise LoomValueError(msg)
         self._store.require_writable("permute")
         order = _ops.check_ordering(ordering, self.shape[axis], axis)
-        self.layers._permute(order, axis=axis)
-        (self.ra if axis == 0 else self.ca)._permute(order)
-        (self.row_graphs if axis == 0 else self.col_graphs)._permute(order)
-        self._store.flush()
+        with self._store.transaction():
+            self.layers._permute(order, axis=axis)
+            (self.ra if axis == 0 else self.ca)._permute(order)
+            (self.row_graphs if axis == 0 else self.col_graphs)._permute(order)
 
     def aggregate(
         self,
@@ -279,7 +286,8 @@ class LoomConnection(LoompyAliases):
         fill_values: Any = None,
     ) -> None:
         """Append columns: a matrix (or dict of layers) and their column attributes."""
-        _ops.add_columns(self, layers, col_attrs, row_attrs=row_attrs, fill_values=fill_values)
+        with self._store.transaction():
+            _ops.add_columns(self, layers, col_attrs, row_attrs=row_attrs, fill_values=fill_values)
 
     def add_loom(
         self,
@@ -291,7 +299,8 @@ class LoomConnection(LoompyAliases):
         include_graphs: bool = False,
     ) -> None:
         """Append the columns of another Loom file, aligning rows on the row attribute ``key``."""
-        _ops.add_loom(self, other_file, key, fill_values, batch_size, convert_attrs, include_graphs)
+        with self._store.transaction():
+            _ops.add_loom(self, other_file, key, fill_values, batch_size, convert_attrs, include_graphs)
 
 
 # --- opening and creating ------------------------------------------------------------------------------

@@ -113,7 +113,6 @@ class LoomLayer:
         rows, cols = normalize_key(key, self.shape)
         block = _shape_values(values, rows, cols, self.dtype, self._what())
         self._store.write_layer(self.name, rows, cols, block)
-        self._store.flush()
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray[Any, Any]:
         full = self[:, :]
