@@ -6,8 +6,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import signal
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 from unittest import mock

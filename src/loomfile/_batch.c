@@ -1,4 +1,4 @@
-/* One call decodes many chunks: the read engine's hot loop, run without the GIL.
+/* One call decodes (or encodes) many chunks: the chunk engine's hot loops, run without the GIL.
  *
  * Python calls loomfile_decode_many through ctypes, which releases the GIL once for the whole
  * batch instead of once per chunk; with the per-chunk loop in Python, two decoding threads spend
@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 typedef int (*decompress_fn)(void *, const void *, size_t, void *, size_t, size_t *);
+typedef size_t (*compress_fn)(void *, const void *, size_t, void *, size_t);
 
 /* Inflate chunk i from src + pos[i] (size[i] bytes) into dst + slot[i] * nbytes, for i < n.
  * Each must decode to exactly nbytes. Returns -1, or the first i that failed. */
@@ -31,6 +32,27 @@ int64_t loomfile_decode_many(void *fn, void *decompressor, const uint8_t *src, c
     for (int64_t i = 0; i < n; i++) {
         if (decompress(decompressor, src + pos[i], (size_t)size[i], dst + slot[i] * nbytes,
                        (size_t)nbytes, NULL) != 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* Deflate chunk i, nbytes at src + i * nbytes, into dst + i * stride, and store its compressed
+ * size in size[i], for i < n. Returns -1, or the first i that did not fit in stride bytes. */
+#if defined(_WIN32)
+__declspec(dllexport)
+#else
+__attribute__((visibility("default")))
+#endif
+int64_t loomfile_encode_many(void *fn, void *compressor, const uint8_t *src, int64_t nbytes, uint8_t *dst,
+                             int64_t stride, int64_t *size, int64_t n)
+{
+    compress_fn compress = (compress_fn)fn;
+    for (int64_t i = 0; i < n; i++) {
+        size[i] = (int64_t)compress(compressor, src + i * nbytes, (size_t)nbytes, dst + i * stride,
+                                    (size_t)stride);
+        if (size[i] == 0) {
             return i;
         }
     }

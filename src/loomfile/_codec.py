@@ -55,9 +55,24 @@ class LibDeflate:
             ctypes.c_size_t,
             ctypes.c_void_p,
         ]
+        self._alloc_compressor = library.libdeflate_alloc_compressor
+        self._alloc_compressor.restype = ctypes.c_void_p
+        self._alloc_compressor.argtypes = [ctypes.c_int]
+        self.zlib_compress = library.libdeflate_zlib_compress
+        self.zlib_compress.restype = ctypes.c_size_t
+        self.zlib_compress.argtypes = [ctypes.c_void_p] * 2 + [
+            ctypes.c_size_t,
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+        ]
+        self._bound = library.libdeflate_zlib_compress_bound
+        self._bound.restype = ctypes.c_size_t
+        self._bound.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
         self._local = threading.local()
-        self.many = _batch_decoder()
+        self.many = _batch_function("loomfile_decode_many")
+        self.encode_many = _batch_function("loomfile_encode_many")
         self._address = ctypes.cast(self.zlib_decompress, ctypes.c_void_p).value
+        self._compress_address = ctypes.cast(self.zlib_compress, ctypes.c_void_p).value
 
     def decompress_many(
         self,
@@ -96,6 +111,54 @@ class LibDeflate:
                 return i
         return -1
 
+    def compress_many(
+        self, src: np.ndarray, nbytes: int, level: int, buffer: Callable[[int], np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """Deflate (zlib format, as HDF5's gzip filter writes) each ``nbytes`` piece of the
+        contiguous uint8 ``src``. Returns (out, sizes, stride): piece i is
+        ``out[i * stride : i * stride + sizes[i]]``; ``buffer(n)`` supplies ``out`` (n uint8)."""
+        n = src.size // nbytes
+        c = self.compressor(level)
+        stride = int(self._bound(c, nbytes))
+        out = np.empty(n * stride, dtype=np.uint8) if buffer is None else buffer(n * stride)
+        sizes = np.empty(n, dtype=np.int64)
+        if self.encode_many is not None:
+            failed = int(
+                self.encode_many(
+                    self._compress_address,
+                    c,
+                    src.ctypes.data,
+                    nbytes,
+                    out.ctypes.data,
+                    stride,
+                    sizes.ctypes.data,
+                    n,
+                )
+            )
+        else:
+            a, b, compress, failed = src.ctypes.data, out.ctypes.data, self.zlib_compress, -1
+            for i in range(n):
+                sizes[i] = compress(c, a + i * nbytes, nbytes, b + i * stride, stride)
+                if sizes[i] == 0:
+                    failed = i
+                    break
+        if failed >= 0:  # pragma: no cover - the bound makes room for any input
+            msg = f"libdeflate could not compress piece {failed} within its bound"
+            raise RuntimeError(msg)
+        return out, sizes, stride
+
+    def compressor(self, level: int) -> int:
+        """This thread's compressor for ``level`` (not thread-safe; one per thread and level)."""
+        pool: dict[int, int] = getattr(self._local, "c", None) or {}
+        self._local.c = pool
+        if level not in pool:
+            c = self._alloc_compressor(level)
+            if not c:
+                msg = f"libdeflate could not allocate a compressor for level {level}"
+                raise MemoryError(msg)
+            pool[level] = int(c)
+        return pool[level]
+
     def decompressor(self) -> int:
         """This thread's decompressor (they are not thread-safe; each lives as long as its thread)."""
         d = getattr(self._local, "d", None)
@@ -127,17 +190,25 @@ class LibDeflate:
         return code == 0 and bool(np.array_equal(out, data))
 
 
-def _batch_decoder() -> Any:
-    """The compiled helper's batch loop (see _batch.c), or None when it was not built."""
+_BATCH_ARGTYPES = {
+    "loomfile_decode_many": [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 2,
+    "loomfile_encode_many": [ctypes.c_void_p] * 3
+    + [ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64]
+    + [ctypes.c_void_p, ctypes.c_int64],
+}
+
+
+def _batch_function(name: str) -> Any:
+    """One of the compiled helper's batch loops (see _batch.c), or None when it was not built."""
     spec = importlib.util.find_spec(f"{__package__}._batch")
     if spec is None or spec.origin is None or os.environ.get("LOOMFILE_NO_BATCH"):
         return None  # (LOOMFILE_NO_BATCH: the tests' switch to exercise the Python loop)
     try:
-        fn = ctypes.CDLL(spec.origin).loomfile_decode_many
+        fn = getattr(ctypes.CDLL(spec.origin), name)
     except (OSError, AttributeError):  # pragma: no cover - a build without the exported symbol
         return None
     fn.restype = ctypes.c_int64
-    fn.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 2
+    fn.argtypes = _BATCH_ARGTYPES[name]
     return fn
 
 

@@ -162,7 +162,7 @@ class JournaledFile:
                 done = 0
                 while done < len(view):
                     done += os.pwrite(self.fd, view[done:], self.pos + done)
-        except BaseException as e:  # noqa: BLE001 (see above: kept, raised by the transaction)
+        except BaseException as e:
             self.failure = e
         self.pos += len(view)
         return len(view)
@@ -173,7 +173,7 @@ class JournaledFile:
             if self.failure is None:
                 self._protect(size, os.fstat(self.fd).st_size)
                 os.ftruncate(self.fd, size)
-        except BaseException as e:  # noqa: BLE001 (see above)
+        except BaseException as e:
             self.failure = e
         return size
 

@@ -15,7 +15,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from . import _engine
+from . import _chunkwrite, _engine
 from ._chunks import ChunkLayout
 from ._selection import AxisSelection, IntArray
 
@@ -96,7 +96,7 @@ def write(dset: h5py.Dataset, rows: AxisSelection, cols: AxisSelection, values: 
     if rows.size == 0 or cols.size == 0:
         return
     if rows.contiguous is not None and cols.contiguous is not None:
-        dset[rows.contiguous, cols.contiguous] = values
+        _chunkwrite.write(dset, rows.contiguous.start, cols.contiguous.start, values)
         return
     ru, r_inverse = rows.sorted_unique()
     cu, c_inverse = cols.sorted_unique()

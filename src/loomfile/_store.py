@@ -174,7 +174,9 @@ class LoomStore:
         """
         journal = self.journal
         outermost = self._depth == 0
-        deferral = interrupts_deferred(journal) if outermost and journal is not None else contextlib.nullcontext()
+        deferral = (
+            interrupts_deferred(journal) if outermost and journal is not None else contextlib.nullcontext()
+        )
         self._depth += 1
         try:
             with deferral:

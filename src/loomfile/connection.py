@@ -270,7 +270,9 @@ class LoomConnection(LoompyAliases):
         group are kept. Returns the (rows x groups) float64 matrix, and writes it with the row
         attributes and the aggregated column attributes to ``out_file`` if given.
         """
-        return _aggregate.aggregate(self, out_file, select, group_by, aggr_by, aggr_ca_by, layer, aggr_ca_if_equal)
+        return _aggregate.aggregate(
+            self, out_file, select, group_by, aggr_by, aggr_ca_by, layer, aggr_ca_if_equal
+        )
 
     def export(self, out_file: str, layer: str | None = None, format: str = "tab") -> None:
         """Write a layer (the main matrix by default) with its row and column attributes as a

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import numpy as np
 import scipy.sparse as sparse
 
+from . import _chunkwrite, _matrix_io
 from . import _format as fmt
-from . import _matrix_io
 from ._changes import layer_key
 from ._engine import Job, ahead, ordered
 from ._errors import LoomValueError
@@ -433,8 +433,8 @@ def write_new_layer(store: LoomStore, name: str, value: Any) -> None:
             chunk = dset.chunks[1]
             for band in bands(shape[1], band_width(shape[0], chunk)):
                 block = source[:, band]
-                dset[:, band] = block.toarray() if sparse.issparse(block) else block
+                _chunkwrite.write(dset, 0, band.start, block.toarray() if sparse.issparse(block) else block)
         else:
-            dset[:, :] = np.asarray(value)
+            _chunkwrite.write(dset, 0, 0, np.asarray(value))
 
     store.create_layer(name, shape, dtype, fill=fill)

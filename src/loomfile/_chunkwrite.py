@@ -1,0 +1,156 @@
+"""Writing whole chunks directly: the write side of the chunk engine.
+
+h5py compresses every chunk it writes with zlib, one at a time, on the calling thread, which makes
+creating and appending to Loom files CPU-bound on one core. Here the chunks that a write covers
+completely are cut out of the values, passed through the dataset's own filter pipeline (deflate at
+its level, after the byte shuffle when the dataset has it) by libdeflate on the decode pool, and
+handed to HDF5 with ``write_direct_chunk``: the file holds standard gzip chunks that every HDF5
+reader decodes. Partial chunks at the margins of a write go through h5py (which merges them with
+what is stored). Datasets with other filters, and machines without libdeflate, use h5py alone.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import h5py
+import numpy as np
+
+from . import _engine
+from ._codec import FILTER_DEFLATE, FILTER_SHUFFLE, LIBDEFLATE
+
+# Chunks compressed per task: a few MB of input, so tasks are long enough to amortize their overhead.
+GROUP_CHUNKS = 256
+# Writes touching fewer whole chunks go through h5py (the pipeline's fixed cost would not pay off).
+MIN_CHUNKS = 8
+
+
+class Encoder:
+    """Turns blocks of one dataset's values into its stored chunks."""
+
+    def __init__(self, dset: h5py.Dataset, shuffle: bool, level: int) -> None:
+        self.chunks: tuple[int, int] = dset.chunks
+        self.dtype = np.dtype(dset.dtype)
+        self.fill = dset.fillvalue
+        self.shuffle = shuffle
+        self.level = level
+        self.nbytes = self.chunks[0] * self.chunks[1] * self.dtype.itemsize
+
+    @classmethod
+    def of(cls, dset: h5py.Dataset) -> Encoder | None:
+        """The encoder for ``dset``, or None when h5py must write it (other layouts or filters)."""
+        if LIBDEFLATE is None or dset.ndim != 2 or dset.chunks is None or dset.is_virtual or dset.external:
+            return None
+        if np.dtype(dset.dtype).kind not in "iuf":
+            return None
+        plist = dset.id.get_create_plist()
+        filters = [plist.get_filter(i) for i in range(plist.get_nfilters())]
+        codes = tuple(int(f[0]) for f in filters)
+        if codes not in ((FILTER_DEFLATE,), (FILTER_SHUFFLE, FILTER_DEFLATE)):
+            return None
+        options = filters[-1][2]
+        level = int(options[0]) if len(options) else 6
+        return cls(dset, codes[0] == FILTER_SHUFFLE, min(max(level, 0), 9))
+
+    def encode(self, block: np.ndarray[Any, Any]) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """The stored chunks covering ``block`` (whose top-left corner is on a chunk boundary),
+        row-major over the chunk grid: (bytes, sizes, stride, chunks per grid row), as from
+        LibDeflate.compress_many. Chunks that stick out of the block are padded with the fill value."""
+        assert LIBDEFLATE is not None
+        cr, cc = self.chunks
+        h, w = block.shape
+        k, g = -(-h // cr), -(-w // cc)
+        tiles = _engine.band_buffer((k * g, cr * cc), self.dtype).reshape(k, g, cr, cc)
+        if (h, w) != (k * cr, g * cc):
+            padded = np.full((k * cr, g * cc), self.fill, dtype=self.dtype)
+            padded[:h, :w] = block
+            block = padded
+        tiles.transpose(0, 2, 1, 3)[...] = block.reshape(k, cr, g, cc)
+        raw = tiles.view(np.uint8).reshape(k * g, self.nbytes)
+        if self.shuffle and self.dtype.itemsize > 1:
+            items = raw.reshape(k * g, -1, self.dtype.itemsize)
+            raw = np.ascontiguousarray(items.transpose(0, 2, 1)).reshape(k * g, self.nbytes)
+        out, sizes, stride = LIBDEFLATE.compress_many(raw.reshape(-1), self.nbytes, self.level, _spare.take)
+        return out, sizes, stride, g
+
+
+class _Spare:
+    """Output buffers handed back once their chunks are written, for the next groups: fresh memory
+    costs a page fault per page on first touch, about as much as compressing into it."""
+
+    def __init__(self) -> None:
+        self._free: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def take(self, nbytes: int) -> np.ndarray:
+        with self._lock:
+            for i, buffer in enumerate(self._free):
+                if buffer.size >= nbytes:
+                    return self._free.pop(i)[:nbytes]
+        return np.empty(nbytes, dtype=np.uint8)
+
+    def give(self, buffer: np.ndarray) -> None:
+        with self._lock:
+            if len(self._free) < 8:
+                self._free.append(buffer.base if isinstance(buffer.base, np.ndarray) else buffer)
+
+
+_spare = _Spare()
+
+
+def write(dset: h5py.Dataset, r0: int, c0: int, values: np.ndarray[Any, Any]) -> None:
+    """``dset[r0 : r0 + h, c0 : c0 + w] = values`` for a 2-D ``values`` of shape (h, w)."""
+    h, w = values.shape
+    if h == 0 or w == 0:
+        return
+    encoder = Encoder.of(dset)
+    core = None if encoder is None else _whole_chunks(dset, r0, c0, h, w)
+    if encoder is None or core is None:
+        dset[r0 : r0 + h, c0 : c0 + w] = values
+        return
+    ra, rb, ca, cb = core
+    for rs, cs in _margins(r0, r0 + h, c0, c0 + w, core):
+        dset[rs, cs] = values[rs.start - r0 : rs.stop - r0, cs.start - c0 : cs.stop - c0]
+    _write_core(dset, encoder, ra, ca, values[ra - r0 : rb - r0, ca - c0 : cb - c0])
+
+
+def _whole_chunks(dset: h5py.Dataset, r0: int, c0: int, h: int, w: int) -> tuple[int, int, int, int] | None:
+    """The part of the box made of whole chunks (edge chunks count as whole up to the dataset's
+    edge): (row start, row stop, column start, column stop), or None if it is small."""
+    (cr, cc), (n0, n1) = dset.chunks, dset.shape
+    r1, c1 = r0 + h, c0 + w
+    ra, ca = -(-r0 // cr) * cr, -(-c0 // cc) * cc
+    rb = r1 if r1 == n0 else r1 // cr * cr
+    cb = c1 if c1 == n1 else c1 // cc * cc
+    if ra >= rb or ca >= cb or -(-(rb - ra) // cr) * -(-(cb - ca) // cc) < MIN_CHUNKS:
+        return None
+    return ra, rb, ca, cb
+
+
+def _margins(
+    r0: int, r1: int, c0: int, c1: int, core: tuple[int, int, int, int]
+) -> list[tuple[slice, slice]]:
+    """The strips of the box around its core: above and below across the whole width, then left
+    and right beside the core."""
+    ra, rb, ca, cb = core
+    strips = [(slice(r0, ra), slice(c0, c1)), (slice(rb, r1), slice(c0, c1))]
+    strips += [(slice(ra, rb), slice(c0, ca)), (slice(ra, rb), slice(cb, c1))]
+    return [(rs, cs) for rs, cs in strips if rs.start < rs.stop and cs.start < cs.stop]
+
+
+def _write_core(dset: h5py.Dataset, encoder: Encoder, ra: int, ca: int, block: np.ndarray[Any, Any]) -> None:
+    """Whole chunks from (ra, ca) on: groups of chunk rows compressed on the pool, a few ahead,
+    while this thread hands the finished ones to HDF5 in order."""
+    cr, cc = encoder.chunks
+    per_row = -(-block.shape[1] // cc)
+    step = max(1, GROUP_CHUNKS // per_row) * cr
+    starts = range(0, block.shape[0], step)
+    write_chunk = dset.id.write_direct_chunk
+    for lo, (out, sizes, stride, g) in zip(
+        starts, _engine.ordered(lambda lo: encoder.encode(block[lo : lo + step]), starts), strict=True
+    ):
+        for i, size in enumerate(sizes.tolist()):
+            at = i * stride
+            write_chunk((ra + lo + i // g * cr, ca + i % g * cc), out[at : at + size])
+        _spare.give(out)
