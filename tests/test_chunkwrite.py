@@ -109,3 +109,16 @@ def test_files_written_directly_open_in_loompy(tmp_path: Path) -> None:
         ds.add_columns(m[:, 333:], {"Cell": np.arange(333, 500)})
     with loompy.connect(str(path), "r") as ds:
         np.testing.assert_array_equal(ds[:, :], m)
+
+
+@given(
+    n=st.integers(0, 5000), offset=st.integers(0, 300), width=st.integers(1, 2000), chunk=st.integers(1, 100)
+)
+def test_add_loom_bands_fill_whole_chunks(n: int, offset: int, width: int, chunk: int) -> None:
+    from loomfile._ops import aligned_bands
+
+    got = list(aligned_bands(n, offset, width, chunk))
+    assert [i for b in got for i in range(b.start, b.stop)] == list(range(n))
+    for b in got[:-1]:
+        assert (offset + b.stop) % chunk == 0
+        assert b.stop - b.start <= max(chunk, width) + chunk

@@ -290,8 +290,8 @@ def add_loom(
             if ordering is None
             else AxisSelection(other.shape[0], ordering)
         )
-        for lo in range(0, other.shape[1], batch_size):
-            band = slice(lo, min(other.shape[1], lo + batch_size))
+        chunk = (ds._store.layer("").chunks or (1, 1))[1]
+        for band in aligned_bands(other.shape[1], n_before, batch_size, chunk):
             cols = AxisSelection.from_key(band, other.shape[1], 1)
             values = {name: other._store.read_layer(name, rows, cols) for name in ds.layers.keys()}
             ca = {k: v[band] for k, v in other.ca.items()}
@@ -310,6 +310,16 @@ def add_loom(
                         ),
                         shape=(n + m, n + m),
                     )
+
+
+def aligned_bands(n: int, offset: int, width: int, chunk: int) -> Iterator[slice]:
+    """Slices covering ``range(n)``, about ``width`` wide, each ending where ``offset + stop`` is a
+    multiple of ``chunk``: appended at column ``offset``, they fill whole chunks (written directly)."""
+    width = max(chunk, width // chunk * chunk)
+    lo, stop = 0, (-offset) % chunk + width
+    while lo < n:
+        yield slice(lo, min(n, stop))
+        lo, stop = stop, stop + width
 
 
 def _convert_globals(ds: LoomConnection, other: LoomConnection) -> dict[str, np.ndarray]:

@@ -50,12 +50,23 @@ class LoomConnection(LoompyAliases):
             recover(filename)  # a write a dead process left half done is undone first (see _journal)
         if validate:
             LoomValidator().check(filename)
-        self.filename = filename
         if mode == "r":
-            self._store = LoomStore(open_h5(filename, mode), filename)
+            self._attach(filename, LoomStore(open_h5(filename, mode), filename))
         else:
             h5, journal = open_journaled(filename)
-            self._store = LoomStore(h5, filename, journal)
+            self._attach(filename, LoomStore(h5, filename, journal))
+
+    @classmethod
+    def _to_new_file(cls, filename: str) -> LoomConnection:
+        """A connection to a file this process has just created under a temporary name (new()):
+        written without a journal, since a failure discards the whole file."""
+        ds = cls.__new__(cls)
+        ds._attach(filename, LoomStore(open_h5(filename, "r+"), filename))
+        return ds
+
+    def _attach(self, filename: str, store: LoomStore) -> None:
+        self.filename = filename
+        self._store = store
         self._commit: Callable[[], None] | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self.layers = LayerManager(self._store)
@@ -357,7 +368,7 @@ def new(filename: str | os.PathLike[str], *, file_attrs: Mapping[str, Any] | Non
     try:
         with h5py.File(tmp, "w") as h5:
             LoomStore.initialize(h5)
-        ds = LoomConnection(tmp, "r+", validate=False)
+        ds = LoomConnection._to_new_file(tmp)
         for name, value in attrs.items():
             ds.attrs[name] = value
     except BaseException:
