@@ -10,6 +10,7 @@ Use it as a drop-in for loompy::
 
 from __future__ import annotations
 
+from ._combine import combine, combine_faster
 from ._compat import create_append
 from ._errors import (
     LoomClosedError,
@@ -24,7 +25,6 @@ from ._errors import (
 )
 from ._format import SPEC_VERSION as loom_spec_version
 from ._format import timestamp
-from ._ops import combine
 from ._validator import LoomValidator
 from .attributes import AttributeManager, GlobalAttributeManager
 from .connection import LoomConnection, connect, create, new
@@ -57,6 +57,7 @@ __all__ = [
     "ViewManager",
     "__version__",
     "combine",
+    "combine_faster",
     "connect",
     "create",
     "create_append",

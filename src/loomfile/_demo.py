@@ -126,6 +126,6 @@ def run_demo(directory: str | None = None, *, n_cells: int = 3000, n_genes: int 
 
 
 def combined_files(first: str, second: str, out: str) -> None:
-    from ._ops import combine
+    from ._combine import combine
 
     combine([first, second], out, key="Accession")
