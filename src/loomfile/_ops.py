@@ -241,20 +241,24 @@ def add_columns(
 
 
 def key_ordering(this: np.ndarray, other: np.ndarray, key: str) -> np.ndarray:
-    """Positions in ``other`` of each value of ``this`` (both unique keys), or a clear error."""
-    if len(np.unique(this)) != len(this) or len(np.unique(other)) != len(other):
+    """Positions in ``other`` of each value of ``this`` (both unique keys), or a clear error.
+
+    Through dicts: numpy's set operations sort object arrays of strings with Python comparisons,
+    seconds for 20000 genes."""
+    mine, theirs = this.tolist(), other.tolist()
+    where = {v: i for i, v in enumerate(theirs)}
+    if len(where) != len(theirs) or len(set(mine)) != len(mine):
         msg = f"Row attribute {key!r} must have unique values in both files to align rows"
         raise LoomValueError(msg)
-    missing = np.setdiff1d(this, other)
-    extra = np.setdiff1d(other, this)
-    if missing.size or extra.size:
+    missing = [v for v in mine if v not in where]
+    extra = sorted(set(theirs) - set(mine))
+    if missing or extra:
         msg = (
-            f"Row attribute {key!r} differs between the files: {missing.size} values only in the target "
-            f"(e.g. {list(missing[:3])}), {extra.size} only in the other file (e.g. {list(extra[:3])})"
+            f"Row attribute {key!r} differs between the files: {len(missing)} values only in the target "
+            f"(e.g. {sorted(missing)[:3]}), {len(extra)} only in the other file (e.g. {extra[:3]})"
         )
         raise LoomValueError(msg)
-    sorter = np.argsort(other)
-    return np.asarray(sorter[np.searchsorted(other, this, sorter=sorter)], dtype=np.intp)
+    return np.fromiter((where[v] for v in mine), dtype=np.intp, count=len(mine))
 
 
 def add_loom(
