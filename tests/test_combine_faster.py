@@ -82,3 +82,39 @@ def test_combine_faster_refuses_what_does_not_line_up(inputs: list[str], tmp_pat
     with pytest.raises(LoomValueError, match="same number of rows"):
         loomfile.combine_faster([inputs[0], other], os.fspath(out))
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("theirs", "message"),
+    [
+        (
+            ["a", "b", "c", "x"],
+            r"1 values only in the target \(e.g. \['d'\]\), 1 only in the other file \(e.g. \['x'\]\)",
+        ),
+        (["a", "b", "c", "c"], "unique values"),
+    ],
+)
+def test_add_loom_with_a_key_that_does_not_line_up(tmp_path: Path, theirs: list[str], message: str) -> None:
+    paths = []
+    for name, keys in (("mine", ["d", "c", "b", "a"]), ("theirs", theirs)):
+        path = os.fspath(tmp_path / f"{name}.loom")
+        loomfile.create(
+            path, np.ones((4, 3), dtype=np.float32), {"Accession": np.array(keys)}, {"C": np.arange(3)}
+        )
+        paths.append(path)
+    with loomfile.connect(paths[0]) as ds:
+        with pytest.raises(LoomValueError, match=message):
+            ds.add_loom(paths[1], key="Accession")
+        assert ds.shape == (4, 3)
+
+
+def test_add_loom_aligns_rows_on_the_key(tmp_path: Path) -> None:
+    a, b = os.fspath(tmp_path / "a.loom"), os.fspath(tmp_path / "b.loom")
+    loomfile.create(
+        a, np.zeros((3, 2), dtype=np.float32), {"Accession": np.array(["x", "y", "z"])}, {"C": np.arange(2)}
+    )
+    m = np.array([[1, 1], [2, 2], [3, 3]], dtype=np.float32)  # rows z, x, y
+    loomfile.create(b, m, {"Accession": np.array(["z", "x", "y"])}, {"C": np.arange(2)})
+    with loomfile.connect(a) as ds:
+        ds.add_loom(b, key="Accession")
+        np.testing.assert_array_equal(ds[:, 2:], [[2, 2], [3, 3], [1, 1]])
