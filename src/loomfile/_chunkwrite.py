@@ -12,10 +12,12 @@ what is stored). Datasets with other filters, and machines without libdeflate, u
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import h5py
 import numpy as np
+import scipy.sparse as sparse
 
 from . import _engine
 from ._codec import FILTER_DEFLATE, FILTER_SHUFFLE, LIBDEFLATE
@@ -139,18 +141,64 @@ def _margins(
     return [(rs, cs) for rs, cs in strips if rs.start < rs.stop and cs.start < cs.stop]
 
 
+Block = tuple[int, int, Callable[[], np.ndarray]]  # (first row, first column, values when asked)
+
+
+def write_matrix(dset: h5py.Dataset, matrix: Any) -> None:
+    """``dset[:, :] = matrix`` for a dense array or a scipy.sparse matrix of the dataset's shape,
+    band by band: the bands are densified (a CSR matrix by rows, anything else by columns) and
+    compressed on the pool, so the whole matrix is never dense in memory."""
+    encoder = Encoder.of(dset)
+    blocks = _bands(matrix, dset.chunks or (64, 64), GROUP_CHUNKS if encoder is None else 1)
+    if encoder is None:
+        for r, c, values in blocks:
+            block = values()
+            dset[r : r + block.shape[0], c : c + block.shape[1]] = block
+        return
+    _write_blocks(dset, encoder, blocks)
+
+
+def _bands(matrix: Any, chunks: tuple[int, int], factor: int) -> list[Block]:
+    """The matrix in bands of whole chunk rows (CSR) or chunk columns (anything else), each about
+    GROUP_CHUNKS chunks (times ``factor``)."""
+    n0, n1 = matrix.shape
+    if sparse.issparse(matrix) and matrix.format != "csr":
+        matrix = matrix.tocsc()
+    by_rows = sparse.issparse(matrix) and matrix.format == "csr"
+    n, along, across = (n0, chunks[0], n1) if by_rows else (n1, chunks[1], n0)
+    per_band = -(-across // chunks[1 if by_rows else 0])
+    step = max(1, GROUP_CHUNKS * factor // per_band) * along
+    dense = sparse.issparse(matrix)
+
+    def band(lo: int) -> Callable[[], np.ndarray]:
+        key = (slice(lo, lo + step), slice(None)) if by_rows else (slice(None), slice(lo, lo + step))
+        return (lambda: matrix[key].toarray()) if dense else (lambda: np.asarray(matrix[key]))
+
+    return [((lo, 0) if by_rows else (0, lo)) + (band(lo),) for lo in range(0, n, step)]
+
+
 def _write_core(dset: h5py.Dataset, encoder: Encoder, ra: int, ca: int, block: np.ndarray[Any, Any]) -> None:
-    """Whole chunks from (ra, ca) on: groups of chunk rows compressed on the pool, a few ahead,
-    while this thread hands the finished ones to HDF5 in order."""
+    """Whole chunks from (ra, ca) on, in groups of chunk rows."""
     cr, cc = encoder.chunks
-    per_row = -(-block.shape[1] // cc)
-    step = max(1, GROUP_CHUNKS // per_row) * cr
-    starts = range(0, block.shape[0], step)
+    step = max(1, GROUP_CHUNKS // -(-block.shape[1] // cc)) * cr
+
+    def rows(lo: int) -> Callable[[], np.ndarray]:
+        return lambda: block[lo : lo + step]
+
+    _write_blocks(dset, encoder, [(ra + lo, ca, rows(lo)) for lo in range(0, block.shape[0], step)])
+
+
+def _write_blocks(dset: h5py.Dataset, encoder: Encoder, blocks: list[Block]) -> None:
+    """Each block (whose first row and column are on chunk boundaries) made and compressed on the
+    pool, a few ahead, while this thread hands the finished chunks to HDF5 in order."""
+    cr, cc = encoder.chunks
     write_chunk = dset.id.write_direct_chunk
-    for lo, (out, sizes, stride, g) in zip(
-        starts, _engine.ordered(lambda lo: encoder.encode(block[lo : lo + step]), starts), strict=True
-    ):
+
+    def encode(block: Block) -> tuple[np.ndarray, np.ndarray, int, int]:
+        return encoder.encode(block[2]())
+
+    for (r, c, _), (out, sizes, stride, g) in zip(blocks, _engine.ordered(encode, blocks), strict=True):
         for i, size in enumerate(sizes.tolist()):
             at = i * stride
-            write_chunk((ra + lo + i // g * cr, ca + i % g * cc), out[at : at + size])
+            write_chunk((r + i // g * cr, c + i % g * cc), out[at : at + size])
         _spare.give(out)

@@ -396,7 +396,8 @@ def check_layer_value(
         value_shape, dtype = value.shape, value.dtype
     elif sparse.issparse(value):
         value_shape, dtype = value.shape, value.dtype
-        fmt.check_finite(np.asarray(value.tocoo().data), what)
+        stored = value.data if value.format in ("csr", "csc", "coo", "bsr") else value.tocoo().data
+        fmt.check_finite(np.asarray(stored), what)
     else:
         arr = np.asarray(value)
         if arr.ndim != 2:
@@ -428,13 +429,6 @@ def write_new_layer(store: LoomStore, name: str, value: Any) -> None:
         return
 
     def fill(dset: h5py.Dataset) -> None:
-        if isinstance(value, LoomLayer | MemoryLoomLayer) or sparse.issparse(value):
-            source = value.tocsc() if sparse.issparse(value) else value
-            chunk = dset.chunks[1]
-            for band in bands(shape[1], band_width(shape[0], chunk)):
-                block = source[:, band]
-                _chunkwrite.write(dset, 0, band.start, block.toarray() if sparse.issparse(block) else block)
-        else:
-            _chunkwrite.write(dset, 0, 0, np.asarray(value))
+        _chunkwrite.write_matrix(dset, value)
 
     store.create_layer(name, shape, dtype, fill=fill)
