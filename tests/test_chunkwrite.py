@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import loomfile
-from loomfile import _chunkwrite
+from loomfile import _chunkwrite, _codec
+from loomfile import _format as fmt
 from loomfile._chunkwrite import Encoder
 
 FILTERS = {
@@ -36,9 +37,16 @@ def cases(draw: Any) -> tuple[Any, ...]:
     return (n0, n1), chunks, (r0, c0, h, w), np.dtype(dtype), filters, fill
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_igzip_passed_its_check() -> None:
+    """The fast encoder is there (isal is a dependency, the helper is built) and used for Loom's level."""
+    assert _codec.IGZIP is not None
+    assert 1 <= fmt.COMPRESSION_LEVEL <= _chunkwrite.IGZIP_LEVELS
+
+
+@pytest.mark.parametrize("codec", ["igzip", "libdeflate"])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=cases(), seed=st.integers(0, 2**16))
-def test_a_direct_write_equals_h5pys(tmp_path: Path, case: tuple[Any, ...], seed: int) -> None:
+def test_a_direct_write_equals_h5pys(tmp_path: Path, codec: str, case: tuple[Any, ...], seed: int) -> None:
     (n0, n1), chunks, (r0, c0, h, w), dtype, filters, fill = case
     rng = np.random.default_rng(seed)
     start = rng.integers(0, 50, (n0, n1)).astype(dtype)
@@ -49,7 +57,10 @@ def test_a_direct_write_equals_h5pys(tmp_path: Path, case: tuple[Any, ...], seed
             f.create_dataset(
                 name, data=start, chunks=chunks, maxshape=(None, None), fillvalue=fill, **FILTERS[filters]
             )
-        with mock.patch.object(_chunkwrite, "MIN_CHUNKS", 1):
+        with (
+            mock.patch.object(_chunkwrite, "MIN_CHUNKS", 1),
+            mock.patch.object(_chunkwrite, "IGZIP", _codec.IGZIP if codec == "igzip" else None),
+        ):
             _chunkwrite.write(f["ours"], r0, c0, values)
         f["h5py"][r0 : r0 + h, c0 : c0 + w] = values
     with h5py.File(path, "a") as f:  # a fresh open: nothing comes from HDF5's chunk cache
