@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sparse
 
+from . import _engine
 from . import _format as fmt
 from ._changes import META
 from ._errors import LoomValueError, SelectionError
@@ -295,9 +296,16 @@ def add_loom(
             else AxisSelection(other.shape[0], ordering)
         )
         chunk = (ds._store.layer("").chunks or (1, 1))[1]
-        for band in aligned_bands(other.shape[1], n_before, batch_size, chunk):
+        names = ds.layers.keys()
+        band_list = list(aligned_bands(other.shape[1], n_before, batch_size, chunk))
+
+        def read_band(band: slice) -> _engine.Job[dict[str, np.ndarray]]:
             cols = AxisSelection.from_key(band, other.shape[1], 1)
-            values = {name: other._store.read_layer(name, rows, cols) for name in ds.layers.keys()}
+            return (lambda: {name: other._store.read_layer(name, rows, cols) for name in names}), lambda _: False
+
+        # the next band is read while this one is written (the other file is ours, read-only)
+        bands_read = _engine.ahead((read_band(b) for b in band_list), lambda: 0)
+        for band, values in zip(band_list, bands_read, strict=True):
             ca = {k: v[band] for k, v in other.ca.items()}
             ca.update({k: v[band] for k, v in extra_ca.items()})
             add_columns(ds, values, ca, fill_values=fill_values)
