@@ -512,3 +512,17 @@ def test_validator_reports_broken_files(loom_path: str, small_data: dict, breake
         assert ds.shape == (n, m)
         assert ds.ra.Gene.tolist() == list(small_data["row_attrs"]["Gene"])
         np.testing.assert_array_equal(ds[:, :], small_data["matrix"])
+
+
+def test_new_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    """Files built under a temporary name and renamed get 0666 less the umask, like h5py's."""
+    umask = os.umask(0o022)
+    try:
+        path = tmp_path / "f.loom"
+        loomfile.create(path, np.ones((3, 2), dtype=np.float32), {"G": np.arange(3)}, {"C": np.arange(2)})
+        with loomfile.connect(path, "r") as ds:
+            ds.export(str(tmp_path / "f.tsv"))
+        for made in (path, tmp_path / "f.tsv"):
+            assert made.stat().st_mode & 0o777 == 0o644, made
+    finally:
+        os.umask(umask)

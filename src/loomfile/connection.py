@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
@@ -342,10 +342,16 @@ def connect(filename: str | os.PathLike[str], mode: Mode = "r+", *, validate: bo
 
 
 def _temp_path(target: str) -> str:
+    """A new empty file beside ``target``, to be renamed over it when complete. Created with the
+    usual permissions (0666 less the umask, as h5py would create the target), not mkstemp's 0600."""
     directory = os.path.dirname(os.path.abspath(target))
-    fd, path = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    return path
+    while True:
+        path = os.path.join(directory, f".{os.path.basename(target)}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return path
+        except FileExistsError:
+            continue
 
 
 def _discard(path: str) -> None:
