@@ -189,6 +189,14 @@ class ChunkLayout:
         positions[order] = run_base[run_id] + starts - run_lo[run_id]
         return raw, positions
 
+    def stored(self, grid_cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The stored bytes of the chunks in every grid row x ``grid_cols``, as they are on disk,
+        row-major: (this thread's buffer, each chunk's position in it, sizes (0: never written),
+        filter masks)."""
+        sizes = self.sizes[:, grid_cols].ravel()
+        raw, positions = self._fetch(self.offsets[:, grid_cols].ravel(), sizes)
+        return raw, positions, sizes, self.masks[:, grid_cols].ravel()
+
     def _pread(self, into: np.ndarray, offset: int) -> None:
         if os.preadv(self.fd, [into.data], offset) != into.size:
             msg = f"{self.name} is truncated: chunk bytes at {offset} lie beyond the end of the file"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import h5py
@@ -20,6 +21,7 @@ import numpy as np
 import scipy.sparse as sparse
 
 from . import _engine
+from ._chunks import ChunkLayout
 from ._codec import FILTER_DEFLATE, FILTER_SHUFFLE, IGZIP, LIBDEFLATE
 
 # Chunks compressed per task: a few MB of input, so tasks are long enough to amortize their overhead.
@@ -147,6 +149,53 @@ def _margins(
     strips = [(slice(r0, ra), slice(c0, c1)), (slice(rb, r1), slice(c0, c1))]
     strips += [(slice(ra, rb), slice(c0, ca)), (slice(ra, rb), slice(cb, c1))]
     return [(rs, cs) for rs, cs in strips if rs.start < rs.stop and cs.start < cs.stop]
+
+
+@dataclass
+class StoredColumns:
+    """Whole chunk columns [start, stop) of another file's layer, to be appended by copying their
+    stored chunks as they are (see copy_chunks)."""
+
+    layout: ChunkLayout
+    start: int
+    stop: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.layout.shape[0], self.stop - self.start)
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self.layout.dtype
+
+
+def can_copy(layout: ChunkLayout | None, dst: h5py.Dataset) -> bool:
+    """Whether chunks stored for ``layout`` mean the same in ``dst``: same type, chunk shape, filter
+    pipeline and fill value (the value of chunks never written)."""
+    if layout is None or dst.chunks is None or dst.ndim != 2:
+        return False
+    plist = dst.id.get_create_plist()
+    filters = tuple(int(plist.get_filter(i)[0]) for i in range(plist.get_nfilters()))
+    return (
+        layout.ndim == 2
+        and layout.dtype == np.dtype(dst.dtype)
+        and layout.chunks == tuple(dst.chunks)
+        and layout.pipeline.filters == filters
+        and layout.fill == (dst.fillvalue if dst.fillvalue is not None else 0)
+    )
+
+
+def copy_chunks(source: StoredColumns, dst: h5py.Dataset, dst_col: int) -> None:
+    """Write the stored chunks of ``source`` into ``dst`` from column ``dst_col`` (a chunk boundary)
+    on, byte for byte: no decoding, no encoding. Chunks never written stay unwritten."""
+    cr, cc = source.layout.chunks
+    grid_cols = np.arange(source.start // cc, -(-source.stop // cc))
+    raw, positions, sizes, masks = source.layout.stored(grid_cols)
+    g = grid_cols.size
+    write_chunk = dst.id.write_direct_chunk
+    for i, (at, size, mask) in enumerate(zip(positions.tolist(), sizes.tolist(), masks.tolist(), strict=True)):
+        if size:
+            write_chunk((i // g * cr, dst_col + i % g * cc), raw[at : at + size], filter_mask=mask)
 
 
 Block = tuple[int, int, Callable[[], np.ndarray]]  # (first row, first column, values when asked)

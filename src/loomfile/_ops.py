@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sparse
 
-from . import _engine
+from . import _chunkwrite, _engine
 from . import _format as fmt
 from ._changes import META
+from ._chunks import ChunkLayout
+from ._chunkwrite import StoredColumns
 from ._errors import LoomValueError, SelectionError
 from ._selection import AxisSelection
 
@@ -100,7 +102,7 @@ class FixedSide:
 
 
 def _layers_dict(ds: LoomConnection, layers: Any) -> dict[str, Any]:
-    from .layers import LayerManager, LoomLayer, MemoryLoomLayer
+    from .layers import LayerManager
 
     if isinstance(layers, np.ndarray) or sparse.issparse(layers):
         return {"": layers}
@@ -111,10 +113,7 @@ def _layers_dict(ds: LoomConnection, layers: Any) -> dict[str, Any]:
     else:
         msg = f"layers must be a matrix, a dict of matrices or a LayerManager, not {type(layers).__name__}"
         raise LoomValueError(msg)
-    for k, v in out.items():
-        if isinstance(v, LoomLayer | MemoryLoomLayer):
-            out[k] = v[:, :]
-    return out
+    return out  # (layers of another file stay lazy: a new file copies them band by band)
 
 
 def _fill_value(fill_values: Any, name: str, like: np.ndarray) -> Any:
@@ -136,7 +135,7 @@ def add_columns(
     Everything is checked before the file is touched. Attributes that cannot be kept (present on
     one side only, without ``fill_values``) are dropped as loompy does, but with a warning.
     """
-    from .layers import check_layer_value
+    from .layers import LoomLayer, MemoryLoomLayer, check_layer_value
 
     store = ds._store
     store.require_writable("add columns")
@@ -221,8 +220,13 @@ def add_columns(
         for k, v in final.items():
             ds.ca[k] = v
         return
-    prepared = {}
+    prepared: dict[str, Any] = {}
     for name, matrix in new_layers.items():
+        if isinstance(matrix, StoredColumns):
+            prepared[name] = matrix  # copied as stored
+            continue
+        if isinstance(matrix, LoomLayer | MemoryLoomLayer):
+            matrix = matrix[:, :]
         dense = matrix.toarray() if sparse.issparse(matrix) else np.asarray(matrix)
         what = "the main matrix" if name == "" else f"layer {name!r}"
         prepared[name] = fmt.cast_for_layer(dense, np.dtype(store.layer(name).dtype), what)
@@ -232,7 +236,10 @@ def add_columns(
     rows = AxisSelection.full(n_rows)
     cols = AxisSelection(total, np.arange(old_n, total, dtype=np.intp), contiguous=slice(old_n, total))
     for name, block in prepared.items():
-        store.write_layer(name, rows, cols, block)
+        if isinstance(block, StoredColumns):
+            store.copy_columns(name, block, old_n)
+        else:
+            store.write_layer(name, rows, cols, block)
     for k in dropped:
         if k in existing:
             del ds.ca[k]
@@ -298,10 +305,24 @@ def add_loom(
         chunk = (ds._store.layer("").chunks or (1, 1))[1]
         names = ds.layers.keys()
         band_list = list(aligned_bands(other.shape[1], n_before, batch_size, chunk))
+        copyable = _copyable(ds, other, names) if ordering is None and n_before % chunk == 0 else {}
+        last = band_list[-1] if band_list else slice(0, 0)
+        if copyable and last.stop % chunk and last.stop - last.start > chunk:  # copy the whole part of it
+            cut = last.stop // chunk * chunk
+            band_list[-1:] = [slice(last.start, cut), slice(cut, last.stop)]
 
-        def read_band(band: slice) -> _engine.Job[dict[str, np.ndarray]]:
+        def values_of(band: slice) -> dict[str, Any]:
             cols = AxisSelection.from_key(band, other.shape[1], 1)
-            return (lambda: {name: other._store.read_layer(name, rows, cols) for name in names}), lambda _: False
+            whole = band.stop % chunk == 0  # whole chunk columns: their stored chunks can be copied
+            return {
+                name: StoredColumns(copyable[name], band.start, band.stop)
+                if whole and name in copyable
+                else other._store.read_layer(name, rows, cols)
+                for name in names
+            }
+
+        def read_band(band: slice) -> _engine.Job[dict[str, Any]]:
+            return (lambda: values_of(band)), lambda _: False
 
         # the next band is read while this one is written (the other file is ours, read-only)
         bands_read = _engine.ahead((read_band(b) for b in band_list), lambda: 0)
@@ -322,6 +343,16 @@ def add_loom(
                         ),
                         shape=(n + m, n + m),
                     )
+
+
+def _copyable(ds: LoomConnection, other: LoomConnection, names: list[str]) -> dict[str, ChunkLayout]:
+    """The layers whose stored chunks mean the same in both files, with the other file's index."""
+    out = {}
+    for name in names:
+        layout = other._store.chunk_layout(name)
+        if layout is not None and _chunkwrite.can_copy(layout, ds._store.layer(name)):
+            out[name] = layout
+    return out
 
 
 def aligned_bands(n: int, offset: int, width: int, chunk: int) -> Iterator[slice]:

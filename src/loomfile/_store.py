@@ -15,11 +15,12 @@ from typing import Any, TypeVar
 import h5py
 import numpy as np
 
-from . import _engine, _matrix_io
+from . import _chunkwrite, _engine, _matrix_io
 from . import _format as fmt
 from ._btree import Wanted
 from ._changes import LAYERS, META, ChangeLog, layer_key
 from ._chunks import ChunkLayout, layout_of
+from ._chunkwrite import StoredColumns
 from ._errors import (
     LoomClosedError,
     LoomFormatError,
@@ -351,6 +352,25 @@ class LoomStore:
         finally:
             self.changes.record(layer_key(name), box, cbox)
         self.touch(fmt.layer_path(name))
+
+    @atomic
+    def copy_columns(self, name: str, source: StoredColumns, col: int) -> None:
+        """Columns [col, col + width) of the layer get ``source``'s stored chunks as they are."""
+        self.require_writable(f"write to layer {name!r}")
+        dset = self.layer(name)
+        box, cbox = (0, dset.shape[0]), (col, col + source.shape[1])
+        self.changes.record(layer_key(name), box, cbox)
+        try:
+            _chunkwrite.copy_chunks(source, dset, col)
+        finally:
+            self.changes.record(layer_key(name), box, cbox)
+        self.touch(fmt.layer_path(name))
+
+    def chunk_layout(self, name: str) -> ChunkLayout | None:
+        """The layer's whole chunk index (None when the engine cannot read it)."""
+        dset = self.layer(name)
+        every = (AxisSelection.full(dset.shape[0]), AxisSelection.full(dset.shape[1] if dset.ndim == 2 else 1))
+        return self._layout(name, dset, *every)
 
     @atomic
     def create_layer(self, name: str, shape: tuple[int, int], dtype: np.dtype[Any], fill: Any = None) -> None:

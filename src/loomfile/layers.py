@@ -11,6 +11,7 @@ import scipy.sparse as sparse
 from . import _chunkwrite, _matrix_io
 from . import _format as fmt
 from ._changes import layer_key
+from ._chunkwrite import StoredColumns
 from ._engine import Job, ahead, ordered
 from ._errors import LoomValueError
 from ._mapping import NamedMapping
@@ -392,7 +393,7 @@ def check_layer_value(
             msg = f"{what}: {value!r} is not a dtype name"
             raise LoomValueError(msg) from None
         return shape, fmt.check_matrix_dtype(dtype, what)
-    if isinstance(value, LoomLayer | MemoryLoomLayer):
+    if isinstance(value, LoomLayer | MemoryLoomLayer | StoredColumns):
         value_shape, dtype = value.shape, value.dtype
     elif sparse.issparse(value):
         value_shape, dtype = value.shape, value.dtype

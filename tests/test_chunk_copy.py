@@ -1,0 +1,104 @@
+"""add_loom/combine copy stored chunks as they are when the columns land on chunk boundaries and
+the layouts match: the output holds the same bytes, and the same values as decoding would give."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import h5py
+import numpy as np
+import pytest
+
+import loomfile
+from loomfile import _chunkwrite
+
+N_ROWS = 150
+
+
+def make(path: Path, n_cols: int, seed: int, **layer_options: Any) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    m = rng.poisson(0.5, (N_ROWS, n_cols)).astype(np.float32)
+    loomfile.create(
+        path,
+        {"": m, "spliced": (m * 2).astype(np.uint16)},
+        {"Gene": np.array([f"g{i}" for i in range(N_ROWS)])},
+        {"CellID": np.array([f"s{seed}c{j}" for j in range(n_cols)])},
+    )
+    if layer_options:  # rewrite the main matrix with other storage options
+        with h5py.File(path, "a") as f:
+            del f["matrix"]
+            f.create_dataset("matrix", data=m, chunks=(64, 64), maxshape=(N_ROWS, None), **layer_options)
+    return m
+
+
+def stored_chunks(path: Path, name: str, first_col: int, n_cols: int) -> list[bytes]:
+    with h5py.File(path, "r") as f:
+        d = f[name]
+        return [
+            d.id.read_direct_chunk((r, c))[1]
+            for r in range(0, d.shape[0], 64)
+            for c in range(first_col, first_col + n_cols, 64)
+        ]
+
+
+@pytest.mark.parametrize("n_other", [256, 200])
+def test_aligned_columns_are_copied_as_stored(tmp_path: Path, n_other: int) -> None:
+    a, b = tmp_path / "a.loom", tmp_path / "b.loom"
+    ma, mb = make(a, 128, 1), make(b, n_other, 2)
+    spy = mock.Mock(wraps=_chunkwrite.copy_chunks)
+    with mock.patch.object(_chunkwrite, "copy_chunks", spy), loomfile.connect(a) as ds:
+        ds.add_loom(os.fspath(b), batch_size=64)
+        np.testing.assert_array_equal(ds[:, :], np.hstack([ma, mb]))
+        np.testing.assert_array_equal(ds.layers["spliced"][:, :], np.hstack([ma, mb]).astype(np.uint16) * 2)
+        assert list(ds.ca.CellID[126:130]) == ["s1c126", "s1c127", "s2c0", "s2c1"]
+    assert spy.call_count == 2 * (n_other // 64)  # both layers, every whole chunk column
+    whole = n_other // 64 * 64
+    for name in ("matrix", "layers/spliced"):
+        assert stored_chunks(a, name, 128, whole) == stored_chunks(b, name, 0, whole)
+    with h5py.File(a, "r") as f:  # and plain HDF5 decodes them
+        np.testing.assert_array_equal(f["matrix"][:, :], np.hstack([ma, mb]))
+
+
+@pytest.mark.parametrize(
+    ("n_before", "options", "key"),
+    [
+        (100, {}, None),  # not on a chunk boundary
+        (128, {"compression": "gzip", "shuffle": True}, None),  # another filter pipeline
+        (128, {"compression": "gzip", "fillvalue": 7.0}, None),  # another fill value
+        (128, {}, "Gene"),  # rows aligned on a key: reordered, so decoded
+    ],
+    ids=["unaligned", "shuffle", "fill value", "key"],
+)
+def test_other_cases_are_decoded_and_give_the_same_values(
+    tmp_path: Path, n_before: int, options: dict[str, Any], key: str | None
+) -> None:
+    a, b = tmp_path / "a.loom", tmp_path / "b.loom"
+    ma, mb = make(a, n_before, 1), make(b, 192, 2, **options)
+    copied: set[str] = set()
+    real = _chunkwrite.copy_chunks
+
+    def spy(source: Any, dst: h5py.Dataset, col: int) -> None:
+        copied.add(dst.name)
+        real(source, dst, col)
+
+    with mock.patch.object(_chunkwrite, "copy_chunks", spy), loomfile.connect(a) as ds:
+        ds.add_loom(os.fspath(b), key=key)
+        np.testing.assert_array_equal(ds[:, :], np.hstack([ma, mb]))
+    assert "/matrix" not in copied
+    if n_before % 64 == 0 and key is None:
+        assert copied == {"/layers/spliced"}  # the other layer still matches
+
+
+def test_combine_of_aligned_files_copies_chunks(tmp_path: Path) -> None:
+    paths = [tmp_path / f"{i}.loom" for i in range(3)]
+    parts = [make(p, w, i) for i, (p, w) in enumerate(zip(paths, (64, 128, 70), strict=True))]
+    out = tmp_path / "out.loom"
+    spy = mock.Mock(wraps=_chunkwrite.copy_chunks)
+    with mock.patch.object(_chunkwrite, "copy_chunks", spy):
+        loomfile.combine([os.fspath(p) for p in paths], os.fspath(out))
+    assert spy.call_count >= 2
+    with loomfile.connect(out, "r") as ds:
+        np.testing.assert_array_equal(ds[:, :], np.hstack(parts))
