@@ -193,7 +193,9 @@ def copy_chunks(source: StoredColumns, dst: h5py.Dataset, dst_col: int) -> None:
     raw, positions, sizes, masks = source.layout.stored(grid_cols)
     g = grid_cols.size
     write_chunk = dst.id.write_direct_chunk
-    for i, (at, size, mask) in enumerate(zip(positions.tolist(), sizes.tolist(), masks.tolist(), strict=True)):
+    for i, (at, size, mask) in enumerate(
+        zip(positions.tolist(), sizes.tolist(), masks.tolist(), strict=True)
+    ):
         if size:
             write_chunk((i // g * cr, dst_col + i % g * cc), raw[at : at + size], filter_mask=mask)
 

@@ -306,10 +306,16 @@ def add_loom(
         names = ds.layers.keys()
         band_list = list(aligned_bands(other.shape[1], n_before, batch_size, chunk))
         copyable = _copyable(ds, other, names) if ordering is None and n_before % chunk == 0 else {}
-        last = band_list[-1] if band_list else slice(0, 0)
-        if copyable and last.stop % chunk and last.stop - last.start > chunk:  # copy the whole part of it
-            cut = last.stop // chunk * chunk
-            band_list[-1:] = [slice(last.start, cut), slice(cut, last.stop)]
+        if copyable:
+            # Copied chunks take no memory: one band for all whole chunk columns when every layer is
+            # copied; the partial last chunk column (if any) is decoded and written on its own.
+            cut = other.shape[1] // chunk * chunk
+            head = (
+                [slice(0, cut)]
+                if len(copyable) == len(names)
+                else list(aligned_bands(cut, 0, batch_size, chunk))
+            )
+            band_list = [b for b in (*head, slice(cut, other.shape[1])) if b.start < b.stop]
 
         def values_of(band: slice) -> dict[str, Any]:
             cols = AxisSelection.from_key(band, other.shape[1], 1)

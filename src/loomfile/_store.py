@@ -369,7 +369,10 @@ class LoomStore:
     def chunk_layout(self, name: str) -> ChunkLayout | None:
         """The layer's whole chunk index (None when the engine cannot read it)."""
         dset = self.layer(name)
-        every = (AxisSelection.full(dset.shape[0]), AxisSelection.full(dset.shape[1] if dset.ndim == 2 else 1))
+        every = (
+            AxisSelection.full(dset.shape[0]),
+            AxisSelection.full(dset.shape[1] if dset.ndim == 2 else 1),
+        )
         return self._layout(name, dset, *every)
 
     @atomic

@@ -430,6 +430,16 @@ def write_new_layer(store: LoomStore, name: str, value: Any) -> None:
         return
 
     def fill(dset: h5py.Dataset) -> None:
-        _chunkwrite.write_matrix(dset, value)
+        layout = value._store.chunk_layout(value.name) if isinstance(value, LoomLayer) else None
+        if layout is None or not _chunkwrite.can_copy(layout, dset):
+            _chunkwrite.write_matrix(dset, value)
+            return
+        # Another layer stored the same way: its chunks are copied as they are, except a partial
+        # last chunk column (its padding must hold the fill value once the layer grows).
+        whole = shape[1] // layout.chunks[1] * layout.chunks[1]
+        if whole:
+            _chunkwrite.copy_chunks(StoredColumns(layout, 0, whole), dset, 0)
+        if whole < shape[1]:
+            _chunkwrite.write(dset, 0, whole, value[:, whole:])
 
     store.create_layer(name, shape, dtype, fill=fill)
