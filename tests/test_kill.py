@@ -322,8 +322,9 @@ def source_prepare(n_rows: int, n_cols: int) -> Callable[[Path], Path]:
 def aggregate_call(directory: Path) -> Callable[[str], None]:
     def call(target: str) -> None:
         with loomfile.connect(directory / "source.loom", "r") as ds:
-            # many small groups: a large output, so that writing it takes a good part of the time
-            ds.aggregate(target, group_by=np.arange(ds.shape[1]) // 2, aggr_by="sum")
+            # one column per group: an output as large as the input, so that writing it takes a good
+            # part of the time (the aggregation itself runs in memory before anything is written)
+            ds.aggregate(target, group_by=np.arange(ds.shape[1]), aggr_by="first")
 
     return call
 
@@ -641,15 +642,14 @@ def test_a_killed_writer_of_a_new_file_leaves_the_old_or_the_new(
     runtime = min(runtimes)
 
     log: list[str] = []
-    before_commit = 0  # kills that left the old file (or none) at the target
-    temporaries = 0  # kills that left a temporary file behind: the new file was being written
-    for i, delay in enumerate(delays(runtime, KILLS_NEW_FILE, seed=zlib.crc32(family.encode()))):
+    outcomes: list[tuple[float, str, bool]] = []  # (delay, outcome, temporary files left)
+
+    def kill_at(i: int, delay: float) -> None:
         reset()
         run = server.run(job, delay)
         # Temporary files of the killed writer stay behind (the writer is dead, nobody removes
-        # them): ``.target.loom.<random>.tmp`` and the journal of that temporary file.
+        # them): ``.target.loom.<random>.tmp``.
         stray = sorted(p.name for p in work.iterdir() if p.name != spec.target)
-        temporaries += bool(stray)
         if not target.exists():
             outcome = "absent"
         elif old_digest is not None and digest(target) == old_digest:
@@ -661,12 +661,12 @@ def test_a_killed_writer_of_a_new_file_leaves_the_old_or_the_new(
             f"committed: {run.last == 0}, target: {outcome}, left behind: {stray}"
         )
         log.append(where)
+        outcomes.append((delay, outcome, bool(stray)))
         assert outcome in (("old",) if old is not None else ("absent",)) + ("new",), where
         if run.last == 0:
             assert outcome == "new", where
         if outcome != "new":
-            before_commit += 1
-            continue
+            return
         if is_loom:
             try:
                 loom_outcome(target, expected)
@@ -674,6 +674,20 @@ def test_a_killed_writer_of_a_new_file_leaves_the_old_or_the_new(
                 raise AssertionError(f"{where}: {e}") from e
         else:
             assert digest(target) == expected_digest, where
+
+    for i, delay in enumerate(delays(runtime, KILLS_NEW_FILE, seed=zlib.crc32(family.encode()))):
+        kill_at(i, delay)
+    # Writing the new file may be a short moment at the end of the call (aggregate computes first):
+    # if no kill landed in it, aim between the last kill that left the old file and the first that
+    # found the new one.
+    for i in range(KILLS_NEW_FILE, KILLS_NEW_FILE + 8):
+        if any(stray for _, _, stray in outcomes):
+            break
+        lo = max((d for d, outcome, _ in outcomes if outcome != "new"), default=0.0)
+        hi = min((d for d, outcome, _ in outcomes if outcome == "new" and d > lo), default=runtime)
+        kill_at(i, (lo + hi) / 2)
+    before_commit = sum(outcome != "new" for _, outcome, _ in outcomes)
+    temporaries = sum(stray for _, _, stray in outcomes)
     print("\n" + "\n".join(log))
     assert before_commit > 0, "every kill came after the new file was in place:\n" + "\n".join(log)
     assert temporaries > 0, "no kill landed while the new file was being written:\n" + "\n".join(log)
