@@ -5,8 +5,8 @@ creating and appending to Loom files CPU-bound on one core. Here the chunks that
 completely are cut out of the values, passed through the dataset's own filter pipeline (deflate at
 its level, after the byte shuffle when the dataset has it) by igzip or libdeflate on the pool, and
 handed to HDF5 with ``write_direct_chunk``: the file holds standard gzip chunks that every HDF5
-reader decodes. Partial chunks at the margins of a write go through h5py (which merges them with
-what is stored). Datasets with other filters, and machines without libdeflate, use h5py alone.
+reader decodes. Chunks a write covers only partly are read first (only they are decoded), merged
+with the new values and written directly too. Datasets with other filters, and machines without libdeflate, use h5py alone.
 """
 
 from __future__ import annotations
@@ -112,40 +112,46 @@ _spare = _Spare()
 
 
 def write(dset: h5py.Dataset, r0: int, c0: int, values: np.ndarray[Any, Any]) -> None:
-    """``dset[r0 : r0 + h, c0 : c0 + w] = values`` for a 2-D ``values`` of shape (h, w)."""
+    """``dset[r0 : r0 + h, c0 : c0 + w] = values`` for a 2-D ``values`` of shape (h, w).
+
+    Chunks inside the box are written straight from ``values``. Chunks the box covers only partly
+    (its margins) are read first, so that what they hold outside the box is kept, then written
+    directly too.
+    """
     h, w = values.shape
     if h == 0 or w == 0:
         return
     encoder = Encoder.of(dset)
-    core = None if encoder is None else _whole_chunks(dset, r0, c0, h, w)
-    if encoder is None or core is None:
-        dset[r0 : r0 + h, c0 : c0 + w] = values
-        return
-    ra, rb, ca, cb = core
-    for rs, cs in _margins(r0, r0 + h, c0, c0 + w, core):
-        dset[rs, cs] = values[rs.start - r0 : rs.stop - r0, cs.start - c0 : cs.stop - c0]
-    _write_core(dset, encoder, ra, ca, values[ra - r0 : rb - r0, ca - c0 : cb - c0])
-
-
-def _whole_chunks(dset: h5py.Dataset, r0: int, c0: int, h: int, w: int) -> tuple[int, int, int, int] | None:
-    """The part of the box made of whole chunks (edge chunks count as whole up to the dataset's
-    edge): (row start, row stop, column start, column stop), or None if it is small."""
-    (cr, cc), (n0, n1) = dset.chunks, dset.shape
+    (cr, cc), (n0, n1) = dset.chunks or (1, 1), dset.shape
     r1, c1 = r0 + h, c0 + w
+    rl, cl, rh, ch = r0 // cr * cr, c0 // cc * cc, min(n0, -(-r1 // cr) * cr), min(n1, -(-c1 // cc) * cc)
+    if encoder is None or -(-(rh - rl) // cr) * -(-(ch - cl) // cc) < MIN_CHUNKS:
+        dset[r0:r1, c0:c1] = values
+        return
+    # the whole chunks inside the box (edge chunks are whole up to the dataset's edge)
     ra, ca = -(-r0 // cr) * cr, -(-c0 // cc) * cc
-    rb = r1 if r1 == n0 else r1 // cr * cr
-    cb = c1 if c1 == n1 else c1 // cc * cc
-    if ra >= rb or ca >= cb or -(-(rb - ra) // cr) * -(-(cb - ca) // cc) < MIN_CHUNKS:
-        return None
-    return ra, rb, ca, cb
+    rb, cb = (r1 if r1 == n0 else r1 // cr * cr), (c1 if c1 == n1 else c1 // cc * cc)
+    if ra < rb and ca < cb:
+        _write_core(dset, encoder, ra, ca, values[ra - r0 : rb - r0, ca - c0 : cb - c0])
+        strips = _margins(rl, rh, cl, ch, (ra, rb, ca, cb))
+    else:
+        strips = [(slice(rl, rh), slice(cl, ch))]
+    for rs, cs in strips:
+        block = dset[rs, cs]
+        top, left = max(r0, rs.start), max(c0, cs.start)
+        bottom, right = min(r1, rs.stop), min(c1, cs.stop)
+        block[top - rs.start : bottom - rs.start, left - cs.start : right - cs.start] = values[
+            top - r0 : bottom - r0, left - c0 : right - c0
+        ]
+        _write_core(dset, encoder, rs.start, cs.start, block)
 
 
 def _margins(
-    r0: int, r1: int, c0: int, c1: int, core: tuple[int, int, int, int]
+    r0: int, r1: int, c0: int, c1: int, inner: tuple[int, int, int, int]
 ) -> list[tuple[slice, slice]]:
-    """The strips of the box around its core: above and below across the whole width, then left
-    and right beside the core."""
-    ra, rb, ca, cb = core
+    """The strips of the box [r0, r1) x [c0, c1) around ``inner`` (rows ra..rb, columns ca..cb):
+    above and below across the whole width, then left and right beside it."""
+    ra, rb, ca, cb = inner
     strips = [(slice(r0, ra), slice(c0, c1)), (slice(rb, r1), slice(c0, c1))]
     strips += [(slice(ra, rb), slice(c0, ca)), (slice(ra, rb), slice(cb, c1))]
     return [(rs, cs) for rs, cs in strips if rs.start < rs.stop and cs.start < cs.stop]
