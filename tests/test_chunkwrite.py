@@ -37,13 +37,30 @@ def cases(draw: Any) -> tuple[Any, ...]:
     return (n0, n1), chunks, (r0, c0, h, w), np.dtype(dtype), filters, fill
 
 
+def test_hdf5s_chunk_writer_was_found() -> None:
+    """On Linux the helper hands whole groups of chunks to HDF5 itself (one call, not one per chunk)."""
+    assert _chunkwrite._writer is not None
+
+
+def test_a_chunk_hdf5_refuses_is_a_clear_error(tmp_path: Path) -> None:
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        d = f.create_dataset("m", shape=(64, 64), dtype="f4", chunks=(32, 32), compression="gzip")
+        data = np.frombuffer(b"x" * 16, dtype=np.uint8)
+        one = np.array([0], dtype=np.int64)
+        with pytest.raises(OSError, match=r"could not write the chunk at \(640, 0\) of /m"):
+            _chunkwrite._hand_to_hdf5(d, data, one, one + 16, one, np.array([[640, 0]]))
+        d[:, :] = 1  # and the file is fine
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        assert f["m"][:].sum() == 64 * 64
+
+
 def test_igzip_passed_its_check() -> None:
     """The fast encoder is there (isal is a dependency, the helper is built) and used for Loom's level."""
     assert _codec.IGZIP is not None
     assert 1 <= fmt.COMPRESSION_LEVEL <= _chunkwrite.IGZIP_LEVELS
 
 
-@pytest.mark.parametrize("codec", ["igzip", "libdeflate"])
+@pytest.mark.parametrize("codec", ["igzip", "libdeflate", "h5py per chunk"])
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=cases(), seed=st.integers(0, 2**16))
 def test_a_direct_write_equals_h5pys(tmp_path: Path, codec: str, case: tuple[Any, ...], seed: int) -> None:
@@ -60,6 +77,9 @@ def test_a_direct_write_equals_h5pys(tmp_path: Path, codec: str, case: tuple[Any
         with (
             mock.patch.object(_chunkwrite, "MIN_CHUNKS", 1),
             mock.patch.object(_chunkwrite, "IGZIP", _codec.IGZIP if codec == "igzip" else None),
+            mock.patch.object(
+                _chunkwrite, "_writer", None if codec == "h5py per chunk" else _chunkwrite._writer
+            ),
         ):
             _chunkwrite.write(f["ours"], r0, c0, values)
         f["h5py"][r0 : r0 + h, c0 : c0 + w] = values

@@ -115,6 +115,30 @@ int64_t loomfile_isal_encode_many(void *init, void *deflate, void *stream, uint8
     return -1;
 }
 
+/* HDF5's H5Dwrite_chunk (hid_t is int64_t, hsize_t uint64_t since HDF5 1.10). */
+typedef int (*h5_write_chunk_fn)(int64_t, int64_t, uint32_t, const uint64_t *, size_t, const void *);
+
+/* Hand n stored chunks to HDF5: chunk i is size[i] bytes at src + pos[i], for the element offset
+ * (offset[2i], offset[2i+1]), with filter mask mask[i]. Called with the GIL and h5py's lock held
+ * (HDF5 is not thread-safe). Returns -1, or the first i HDF5 refused. */
+#if defined(_WIN32)
+__declspec(dllexport)
+#else
+__attribute__((visibility("default")))
+#endif
+int64_t loomfile_write_chunks(void *fn, int64_t dset, const uint8_t *src, const int64_t *pos,
+                              const int64_t *size, const int64_t *mask, const uint64_t *offset, int64_t n)
+{
+    h5_write_chunk_fn write_chunk = (h5_write_chunk_fn)fn;
+    for (int64_t i = 0; i < n; i++) {
+        if (size[i] > 0 &&
+            write_chunk(dset, 0, (uint32_t)mask[i], offset + 2 * i, (size_t)size[i], src + pos[i]) < 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_batch", NULL, -1, NULL};
 
 PyMODINIT_FUNC PyInit__batch(void) { return PyModule_Create(&module); }

@@ -191,6 +191,7 @@ class LibDeflate:
 
 
 _BATCH_ARGTYPES = {
+    "loomfile_write_chunks": [ctypes.c_void_p, ctypes.c_int64] + [ctypes.c_void_p] * 5 + [ctypes.c_int64],
     "loomfile_isal_encode_many": [ctypes.c_void_p] * 4
     + [ctypes.c_int64] * 2
     + [ctypes.c_void_p, ctypes.c_int64]
@@ -202,13 +203,14 @@ _BATCH_ARGTYPES = {
 }
 
 
-def _batch_function(name: str) -> Any:
-    """One of the compiled helper's batch loops (see _batch.c), or None when it was not built."""
+def _batch_function(name: str, keep_gil: bool = False) -> Any:
+    """One of the compiled helper's batch loops (see _batch.c), or None when it was not built.
+    ``keep_gil``: called holding the GIL (for loops that call into HDF5)."""
     spec = importlib.util.find_spec(f"{__package__}._batch")
     if spec is None or spec.origin is None or os.environ.get("LOOMFILE_NO_BATCH"):
         return None  # (LOOMFILE_NO_BATCH: the tests' switch to exercise the Python loop)
     try:
-        fn = getattr(ctypes.CDLL(spec.origin), name)
+        fn = getattr((ctypes.PyDLL if keep_gil else ctypes.CDLL)(spec.origin), name)
     except (OSError, AttributeError):  # pragma: no cover - a build without the exported symbol
         return None
     fn.restype = ctypes.c_int64
