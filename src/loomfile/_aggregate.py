@@ -33,37 +33,43 @@ class Groups:
 
     def reduce(self, values: np.ndarray, func: str | Callable[..., Any]) -> np.ndarray:
         """``values`` (rows x columns) reduced over each group's columns: (rows x groups), float64."""
-        v = np.asarray(values, dtype=np.float64)[:, self.order]
+        return np.ascontiguousarray(self._reduce_columns(np.asarray(values), func).T)
+
+    def _reduce_columns(self, values: np.ndarray, func: str | Callable[..., Any]) -> np.ndarray:
+        """(groups x rows): the columns, gathered group by group into consecutive rows of a
+        (columns x rows) array, so that every reduction runs down whole contiguous rows (in the
+        same order of additions as along the columns)."""
+        v = np.take(values.T, self.order, axis=0).astype(np.float64, copy=False)
         if callable(func):
-            return np.stack([np.apply_along_axis(func, 1, part) for part in self._parts(v)], axis=1)
+            return np.stack([np.apply_along_axis(func, 1, part.T) for part in self._parts(v)])
         if func == "sum":
-            return np.add.reduceat(v, self.starts, axis=1)
+            return np.add.reduceat(v, self.starts, axis=0)
         if func == "prod":
-            return np.multiply.reduceat(v, self.starts, axis=1)
+            return np.multiply.reduceat(v, self.starts, axis=0)
         if func == "mean":
-            return np.add.reduceat(v, self.starts, axis=1) / self.counts
+            return np.add.reduceat(v, self.starts, axis=0) / self.counts[:, None]
         if func == "max":
-            return np.maximum.reduceat(v, self.starts, axis=1)
+            return np.maximum.reduceat(v, self.starts, axis=0)
         if func == "min":
-            return np.minimum.reduceat(v, self.starts, axis=1)
+            return np.minimum.reduceat(v, self.starts, axis=0)
         if func == "first":
-            return v[:, self.starts]
+            return v[self.starts]
         if func == "last":
-            return v[:, self.starts + self.counts - 1]
+            return v[self.starts + self.counts - 1]
         if func == "count":
-            return np.broadcast_to(self.counts.astype(np.float64), (v.shape[0], self.n)).copy()
+            return np.broadcast_to(self.counts.astype(np.float64)[:, None], (self.n, v.shape[1])).copy()
         if func in ("var", "std"):
-            mean = np.add.reduceat(v, self.starts, axis=1) / self.counts
-            deviation = v - np.repeat(mean, self.counts, axis=1)
-            var = np.add.reduceat(deviation * deviation, self.starts, axis=1) / self.counts
+            mean = np.add.reduceat(v, self.starts, axis=0) / self.counts[:, None]
+            deviation = v - np.repeat(mean, self.counts, axis=0)
+            var = np.add.reduceat(deviation * deviation, self.starts, axis=0) / self.counts[:, None]
             return np.sqrt(var) if func == "std" else var
         if func == "median":
-            return np.stack([np.median(part, axis=1) for part in self._parts(v)], axis=1)
+            return np.stack([np.median(part, axis=0) for part in self._parts(v)])
         msg = f"aggr_by must be one of {', '.join(MATRIX_FUNCS)} or a function, not {func!r}"
         raise LoomValueError(msg)
 
     def _parts(self, v: np.ndarray) -> list[np.ndarray]:
-        return [v[:, s : s + c] for s, c in zip(self.starts.tolist(), self.counts.tolist(), strict=True)]
+        return [v[s : s + c] for s, c in zip(self.starts.tolist(), self.counts.tolist(), strict=True)]
 
     def first(self, values: np.ndarray) -> np.ndarray:
         return values[self.order[self.starts]]
