@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import loomfile
-from loomfile import _chunkwrite
+from loomfile import _hdf5chunks
 
 N_ROWS = 150
 
@@ -48,8 +48,8 @@ def stored_chunks(path: Path, name: str, first_col: int, n_cols: int) -> list[by
 def test_aligned_columns_are_copied_as_stored(tmp_path: Path, n_other: int) -> None:
     a, b = tmp_path / "a.loom", tmp_path / "b.loom"
     ma, mb = make(a, 128, 1), make(b, n_other, 2)
-    spy = mock.Mock(wraps=_chunkwrite.copy_chunks)
-    with mock.patch.object(_chunkwrite, "copy_chunks", spy), loomfile.connect(a) as ds:
+    spy = mock.Mock(wraps=_hdf5chunks.copy_chunks)
+    with mock.patch.object(_hdf5chunks, "copy_chunks", spy), loomfile.connect(a) as ds:
         ds.add_loom(os.fspath(b), batch_size=64)
         np.testing.assert_array_equal(ds[:, :], np.hstack([ma, mb]))
         np.testing.assert_array_equal(ds.layers["spliced"][:, :], np.hstack([ma, mb]).astype(np.uint16) * 2)
@@ -78,13 +78,13 @@ def test_other_cases_are_decoded_and_give_the_same_values(
     a, b = tmp_path / "a.loom", tmp_path / "b.loom"
     ma, mb = make(a, n_before, 1), make(b, 192, 2, **options)
     copied: set[str] = set()
-    real = _chunkwrite.copy_chunks
+    real = _hdf5chunks.copy_chunks
 
     def spy(source: Any, dst: h5py.Dataset, col: int) -> None:
         copied.add(dst.name)
         real(source, dst, col)
 
-    with mock.patch.object(_chunkwrite, "copy_chunks", spy), loomfile.connect(a) as ds:
+    with mock.patch.object(_hdf5chunks, "copy_chunks", spy), loomfile.connect(a) as ds:
         ds.add_loom(os.fspath(b), key=key)
         np.testing.assert_array_equal(ds[:, :], np.hstack([ma, mb]))
     assert "/matrix" not in copied
@@ -96,8 +96,8 @@ def test_combine_of_aligned_files_copies_chunks(tmp_path: Path) -> None:
     paths = [tmp_path / f"{i}.loom" for i in range(3)]
     parts = [make(p, w, i) for i, (p, w) in enumerate(zip(paths, (64, 128, 70), strict=True))]
     out = tmp_path / "out.loom"
-    spy = mock.Mock(wraps=_chunkwrite.copy_chunks)
-    with mock.patch.object(_chunkwrite, "copy_chunks", spy):
+    spy = mock.Mock(wraps=_hdf5chunks.copy_chunks)
+    with mock.patch.object(_hdf5chunks, "copy_chunks", spy):
         loomfile.combine([os.fspath(p) for p in paths], os.fspath(out))
     assert spy.call_count >= 2
     with loomfile.connect(out, "r") as ds:

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import loomfile
-from loomfile import _chunkwrite, _codec
+from loomfile import _chunkwrite, _codec, _hdf5chunks
 from loomfile import _format as fmt
 from loomfile._chunkwrite import Encoder
 
@@ -39,7 +39,7 @@ def cases(draw: Any) -> tuple[Any, ...]:
 
 def test_hdf5s_chunk_writer_was_found() -> None:
     """On Linux the helper hands whole groups of chunks to HDF5 itself (one call, not one per chunk)."""
-    assert _chunkwrite._writer is not None
+    assert _hdf5chunks._writer is not None
 
 
 def test_a_chunk_hdf5_refuses_is_a_clear_error(tmp_path: Path) -> None:
@@ -48,7 +48,7 @@ def test_a_chunk_hdf5_refuses_is_a_clear_error(tmp_path: Path) -> None:
         data = np.frombuffer(b"x" * 16, dtype=np.uint8)
         one = np.array([0], dtype=np.int64)
         with pytest.raises(OSError, match=r"could not write the chunk at \(640, 0\) of /m"):
-            _chunkwrite._hand_to_hdf5(d, data, one, one + 16, one, np.array([[640, 0]]))
+            _hdf5chunks.hand_to_hdf5(d, data, one, one + 16, one, np.array([[640, 0]]))
         d[:, :] = 1  # and the file is fine
     with h5py.File(tmp_path / "f.h5", "r") as f:
         assert f["m"][:].sum() == 64 * 64
@@ -78,7 +78,7 @@ def test_a_direct_write_equals_h5pys(tmp_path: Path, codec: str, case: tuple[Any
             mock.patch.object(_chunkwrite, "MIN_CHUNKS", 1),
             mock.patch.object(_chunkwrite, "IGZIP", _codec.IGZIP if codec == "igzip" else None),
             mock.patch.object(
-                _chunkwrite, "_writer", None if codec == "h5py per chunk" else _chunkwrite._writer
+                _hdf5chunks, "_writer", None if codec == "h5py per chunk" else _hdf5chunks._writer
             ),
         ):
             _chunkwrite.write(f["ours"], r0, c0, values)

@@ -11,10 +11,8 @@ with the new values and written directly too. Datasets with other filters, and m
 
 from __future__ import annotations
 
-import ctypes
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import h5py
@@ -22,8 +20,8 @@ import numpy as np
 import scipy.sparse as sparse
 
 from . import _engine
-from ._chunks import ChunkLayout
-from ._codec import FILTER_DEFLATE, FILTER_SHUFFLE, IGZIP, LIBDEFLATE, _batch_function
+from ._codec import FILTER_DEFLATE, FILTER_SHUFFLE, IGZIP, LIBDEFLATE
+from ._hdf5chunks import grid_offsets, hand_to_hdf5
 
 # Chunks compressed per task: a few MB of input, so tasks are long enough to amortize their overhead.
 GROUP_CHUNKS = 256
@@ -86,89 +84,6 @@ class Encoder:
                 raw.reshape(-1), self.nbytes, self.level, _spare.take
             )
         return out, sizes, stride, g
-
-
-class _ChunkWriter:
-    """HDF5's own H5Dwrite_chunk, called by the compiled helper for a whole group of chunks at once
-    (h5py's write_direct_chunk costs about 8 us per chunk, on the one thread that feeds HDF5).
-    HDF5 is found among the libraries loaded for h5py; h5py's lock is held during the call."""
-
-    def __init__(self, loop: Any, write_chunk: int) -> None:
-        self._loop = loop
-        self._write_chunk = write_chunk
-
-    def write(
-        self,
-        dset: h5py.Dataset,
-        src: np.ndarray,
-        positions: np.ndarray,
-        sizes: np.ndarray,
-        masks: np.ndarray,
-        offsets: np.ndarray,
-    ) -> None:
-        """Chunk i: ``sizes[i]`` bytes at ``src[positions[i]:]``, at element offset ``offsets[i]``."""
-        positions, sizes, masks = (np.ascontiguousarray(a, dtype=np.int64) for a in (positions, sizes, masks))
-        offsets = np.ascontiguousarray(offsets, dtype=np.uint64)
-        with h5py._objects.phil:
-            failed = self._loop(
-                self._write_chunk,
-                dset.id.id,
-                src.ctypes.data,
-                positions.ctypes.data,
-                sizes.ctypes.data,
-                masks.ctypes.data,
-                offsets.ctypes.data,
-                sizes.size,
-            )
-        if failed >= 0:
-            msg = f"HDF5 could not write the chunk at {tuple(offsets[failed].tolist())} of {dset.name}"
-            raise OSError(msg)
-
-    @classmethod
-    def load(cls) -> _ChunkWriter | None:
-        loop = _batch_function("loomfile_write_chunks", keep_gil=True)
-        if loop is None:
-            return None
-        try:
-            with open("/proc/self/maps") as maps:
-                paths = {line.split()[-1] for line in maps if "/libhdf5" in line and "libhdf5_hl" not in line}
-        except OSError:  # not Linux: h5py's per-chunk call
-            return None
-        if len(paths) != 1:
-            return None
-        try:
-            library = ctypes.CDLL(paths.pop())
-            major, minor, release = (ctypes.c_uint() for _ in range(3))
-            library.H5get_libversion(ctypes.byref(major), ctypes.byref(minor), ctypes.byref(release))
-            address = ctypes.cast(library.H5Dwrite_chunk, ctypes.c_void_p).value
-        except (OSError, AttributeError):
-            return None
-        if (major.value, minor.value, release.value) != h5py.version.hdf5_version_tuple[:3] or not address:
-            return None
-        return cls(loop, address)
-
-
-_writer = _ChunkWriter.load()
-
-
-def _hand_to_hdf5(
-    dset: h5py.Dataset,
-    src: np.ndarray,
-    positions: np.ndarray,
-    sizes: np.ndarray,
-    masks: np.ndarray,
-    offsets: np.ndarray,
-) -> None:
-    """Write stored chunks into ``dset`` (see _ChunkWriter.write), in one call when possible."""
-    if _writer is not None:
-        _writer.write(dset, src, positions, sizes, masks, offsets)
-        return
-    write_chunk = dset.id.write_direct_chunk
-    for at, size, mask, (r, c) in zip(
-        positions.tolist(), sizes.tolist(), masks.tolist(), offsets.tolist(), strict=True
-    ):
-        if size:
-            write_chunk((r, c), src[at : at + size], filter_mask=mask)
 
 
 class _Spare:
@@ -241,57 +156,6 @@ def _margins(
     return [(rs, cs) for rs, cs in strips if rs.start < rs.stop and cs.start < cs.stop]
 
 
-@dataclass
-class StoredColumns:
-    """Whole chunk columns [start, stop) of another file's layer, to be appended by copying their
-    stored chunks as they are (see copy_chunks)."""
-
-    layout: ChunkLayout
-    start: int
-    stop: int
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (self.layout.shape[0], self.stop - self.start)
-
-    @property
-    def dtype(self) -> np.dtype[Any]:
-        return self.layout.dtype
-
-
-def can_copy(layout: ChunkLayout | None, dst: h5py.Dataset) -> bool:
-    """Whether chunks stored for ``layout`` mean the same in ``dst``: same type, chunk shape, filter
-    pipeline and fill value (the value of chunks never written)."""
-    if layout is None or dst.chunks is None or dst.ndim != 2:
-        return False
-    plist = dst.id.get_create_plist()
-    filters = tuple(int(plist.get_filter(i)[0]) for i in range(plist.get_nfilters()))
-    return (
-        layout.ndim == 2
-        and layout.dtype == np.dtype(dst.dtype)
-        and layout.chunks == tuple(dst.chunks)
-        and layout.pipeline.filters == filters
-        and layout.fill == (dst.fillvalue if dst.fillvalue is not None else 0)
-    )
-
-
-def copy_chunks(source: StoredColumns, dst: h5py.Dataset, dst_col: int) -> None:
-    """Write the stored chunks of ``source`` into ``dst`` from column ``dst_col`` (a chunk boundary)
-    on, byte for byte: no decoding, no encoding. Chunks never written stay unwritten."""
-    cr, cc = source.layout.chunks
-    grid_cols = np.arange(source.start // cc, -(-source.stop // cc))
-    raw, positions, sizes, masks = source.layout.stored(grid_cols)
-    _hand_to_hdf5(
-        dst, raw, positions, sizes, masks, _grid_offsets(sizes.size, grid_cols.size, 0, dst_col, (cr, cc))
-    )
-
-
-def _grid_offsets(n: int, per_row: int, r: int, c: int, chunks: tuple[int, int]) -> np.ndarray:
-    """Element offsets of n chunks laid out row-major, ``per_row`` to a row, from (r, c) on."""
-    i = np.arange(n)
-    return np.stack([r + i // per_row * chunks[0], c + i % per_row * chunks[1]], axis=1)
-
-
 Block = tuple[int, int, Callable[[], np.ndarray]]  # (first row, first column, values when asked)
 
 
@@ -349,5 +213,5 @@ def _write_blocks(dset: h5py.Dataset, encoder: Encoder, blocks: list[Block]) -> 
     for (r, c, _), (out, sizes, stride, g) in zip(blocks, _engine.ordered(encode, blocks), strict=True):
         positions = np.arange(sizes.size, dtype=np.int64) * stride
         masks = np.zeros(sizes.size, dtype=np.int64)
-        _hand_to_hdf5(dset, out, positions, sizes, masks, _grid_offsets(sizes.size, g, r, c, encoder.chunks))
+        hand_to_hdf5(dset, out, positions, sizes, masks, grid_offsets(sizes.size, g, r, c, encoder.chunks))
         _spare.give(out)

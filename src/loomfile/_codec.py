@@ -69,8 +69,8 @@ class LibDeflate:
         self._bound.restype = ctypes.c_size_t
         self._bound.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
         self._local = threading.local()
-        self.many = _batch_function("loomfile_decode_many")
-        self.encode_many = _batch_function("loomfile_encode_many")
+        self.many = batch_function("loomfile_decode_many")
+        self.encode_many = batch_function("loomfile_encode_many")
         self._address = ctypes.cast(self.zlib_decompress, ctypes.c_void_p).value
         self._compress_address = ctypes.cast(self.zlib_compress, ctypes.c_void_p).value
 
@@ -203,7 +203,7 @@ _BATCH_ARGTYPES = {
 }
 
 
-def _batch_function(name: str, keep_gil: bool = False) -> Any:
+def batch_function(name: str, keep_gil: bool = False) -> Any:
     """One of the compiled helper's batch loops (see _batch.c), or None when it was not built.
     ``keep_gil``: called holding the GIL (for loops that call into HDF5)."""
     spec = importlib.util.find_spec(f"{__package__}._batch")
@@ -273,7 +273,7 @@ class Igzip:
 
     @classmethod
     def load(cls) -> Igzip | None:
-        loop = _batch_function("loomfile_isal_encode_many")
+        loop = batch_function("loomfile_isal_encode_many")
         if loop is None or os.environ.get("LOOMFILE_NO_ISAL"):
             return None
         try:

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sparse
 
-from . import _chunkwrite, _engine
+from . import _engine, _hdf5chunks
 from . import _format as fmt
 from ._changes import META
 from ._chunks import ChunkLayout
-from ._chunkwrite import StoredColumns
 from ._errors import LoomValueError, SelectionError
+from ._hdf5chunks import StoredColumns
 from ._selection import AxisSelection
 
 if TYPE_CHECKING:
@@ -356,7 +356,7 @@ def _copyable(ds: LoomConnection, other: LoomConnection, names: list[str]) -> di
     out = {}
     for name in names:
         layout = other._store.chunk_layout(name)
-        if layout is not None and _chunkwrite.can_copy(layout, ds._store.layer(name)):
+        if layout is not None and _hdf5chunks.can_copy(layout, ds._store.layer(name)):
             out[name] = layout
     return out
 

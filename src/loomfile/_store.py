@@ -15,12 +15,11 @@ from typing import Any, TypeVar
 import h5py
 import numpy as np
 
-from . import _chunkwrite, _engine, _matrix_io
+from . import _engine, _hdf5chunks, _matrix_io
 from . import _format as fmt
 from ._btree import Wanted
 from ._changes import LAYERS, META, ChangeLog, layer_key
 from ._chunks import ChunkLayout, layout_of
-from ._chunkwrite import StoredColumns
 from ._errors import (
     LoomClosedError,
     LoomFormatError,
@@ -30,6 +29,7 @@ from ._errors import (
     LoomReadOnlyError,
     LoomValueError,
 )
+from ._hdf5chunks import StoredColumns
 from ._journal import JournaledFile, interrupts_deferred, recover
 from ._selection import AxisSelection
 
@@ -361,7 +361,7 @@ class LoomStore:
         box, cbox = (0, dset.shape[0]), (col, col + source.shape[1])
         self.changes.record(layer_key(name), box, cbox)
         try:
-            _chunkwrite.copy_chunks(source, dset, col)
+            _hdf5chunks.copy_chunks(source, dset, col)
         finally:
             self.changes.record(layer_key(name), box, cbox)
         self.touch(fmt.layer_path(name))

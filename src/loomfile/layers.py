@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import numpy as np
 import scipy.sparse as sparse
 
-from . import _chunkwrite, _matrix_io
+from . import _chunkwrite, _hdf5chunks, _matrix_io
 from . import _format as fmt
 from ._changes import layer_key
-from ._chunkwrite import StoredColumns
 from ._engine import Job, ahead, ordered
 from ._errors import LoomValueError
+from ._hdf5chunks import StoredColumns
 from ._mapping import NamedMapping
 from ._selection import AxisSelection, normalize_key, result_shape, take
 from ._sparse import build_coo
@@ -431,14 +431,14 @@ def write_new_layer(store: LoomStore, name: str, value: Any) -> None:
 
     def fill(dset: h5py.Dataset) -> None:
         layout = value._store.chunk_layout(value.name) if isinstance(value, LoomLayer) else None
-        if layout is None or not _chunkwrite.can_copy(layout, dset):
+        if layout is None or not _hdf5chunks.can_copy(layout, dset):
             _chunkwrite.write_matrix(dset, value)
             return
         # Another layer stored the same way: its chunks are copied as they are, except a partial
         # last chunk column (its padding must hold the fill value once the layer grows).
         whole = shape[1] // layout.chunks[1] * layout.chunks[1]
         if whole:
-            _chunkwrite.copy_chunks(StoredColumns(layout, 0, whole), dset, 0)
+            _hdf5chunks.copy_chunks(StoredColumns(layout, 0, whole), dset, 0)
         if whole < shape[1]:
             _chunkwrite.write(dset, 0, whole, value[:, whole:])
 
