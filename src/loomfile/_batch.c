@@ -139,6 +139,44 @@ int64_t loomfile_write_chunks(void *fn, int64_t dset, const uint8_t *src, const 
     return -1;
 }
 
+/* sparse(): the nonzeros of an h x w block in one pass, row-major, into the result arrays: value,
+ * row r0 + i, and column positions[j] (or c0 + j when positions is NULL). Returns how many. */
+#define EXTRACT(NAME, T)                                                                              \
+    EXPORT int64_t NAME(const T *v, int64_t h, int64_t w, T *data, int32_t *row, int32_t *col,        \
+                        int64_t r0, const int64_t *positions, int64_t c0)                             \
+    {                                                                                                 \
+        int64_t k = 0;                                                                                \
+        for (int64_t i = 0; i < h; i++) {                                                             \
+            const T *line = v + i * w;                                                                \
+            for (int64_t j = 0; j < w; j++) {                                                         \
+                if (line[j] != 0) {                                                                   \
+                    data[k] = line[j];                                                                \
+                    row[k] = (int32_t)(r0 + i);                                                       \
+                    col[k] = (int32_t)(positions ? positions[j] : c0 + j);                           \
+                    k++;                                                                              \
+                }                                                                                     \
+            }                                                                                         \
+        }                                                                                             \
+        return k;                                                                                     \
+    }
+
+#if defined(_WIN32)
+#define EXPORT __declspec(dllexport)
+#else
+#define EXPORT __attribute__((visibility("default")))
+#endif
+
+EXTRACT(loomfile_nonzeros_f4, float)
+EXTRACT(loomfile_nonzeros_f8, double)
+EXTRACT(loomfile_nonzeros_i1, int8_t)
+EXTRACT(loomfile_nonzeros_u1, uint8_t)
+EXTRACT(loomfile_nonzeros_i2, int16_t)
+EXTRACT(loomfile_nonzeros_u2, uint16_t)
+EXTRACT(loomfile_nonzeros_i4, int32_t)
+EXTRACT(loomfile_nonzeros_u4, uint32_t)
+EXTRACT(loomfile_nonzeros_i8, int64_t)
+EXTRACT(loomfile_nonzeros_u8, uint64_t)
+
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_batch", NULL, -1, NULL};
 
 PyMODINIT_FUNC PyInit__batch(void) { return PyModule_Create(&module); }
