@@ -46,6 +46,10 @@ _HEADER = struct.Struct("<16sQI")  # magic, original size, crc32 of the first tw
 _RECORD = struct.Struct("<QQI")  # offset, length, crc32 of (offset, length, bytes)
 
 
+READ_AHEAD = 1 << 20  # bytes saved at once when overwrites follow each other through the file
+SEQUENTIAL_GAP = 1 << 16  # how far past the last record an overwrite still counts as "following"
+
+
 def lock(fd: int, path: str) -> None:
     """Take the exclusive lock a writer holds (the same ``flock`` HDF5 takes, so HDF5 readers and
     writers elsewhere see it). Skipped with ``HDF5_USE_FILE_LOCKING=FALSE``, as HDF5 does, and on
@@ -115,6 +119,7 @@ class JournaledFile:
         self._journal_fd: int | None = None
         self._base = 0  # the file's size when the current write began
         self._saved = _Saved()
+        self._last_end = -(1 << 62)
         self.failure: BaseException | None = None  # the first failed write (see write())
         self.interrupted = False  # set by a Ctrl-C deferred during a transaction
 
@@ -190,6 +195,7 @@ class JournaledFile:
     def _begin(self) -> None:
         self._base = os.fstat(self.fd).st_size
         self._saved = _Saved()
+        self._last_end = -(1 << 62)  # where the last record ended (see _protect)
         fd = os.open(self.journal, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
         head = MAGIC + struct.pack("<Q", self._base)
         _write_all(fd, _HEADER.pack(MAGIC, self._base, zlib.crc32(head)))
@@ -204,10 +210,16 @@ class JournaledFile:
         if lo >= hi:
             return
         for a, b in self._saved.missing(lo, hi):
+            if 0 <= a - self._last_end <= SEQUENTIAL_GAP:
+                # Overwrites marching through the file (a layer rewritten in place): save ahead, up
+                # to the next bytes already saved (those may hold new data by now), so that the
+                # next overwrites find their original bytes saved already.
+                b = max(b, self._saved.missing(a, min(self._base, a + READ_AHEAD))[0][1])
             original = os.pread(self.fd, b - a, a)
             crc = zlib.crc32(original, zlib.crc32(struct.pack("<QQ", a, b - a)))
             _write_all(self._journal_fd, _RECORD.pack(a, b - a, crc) + original)
             self._saved.add(a, b)
+            self._last_end = b
 
     def commit(self) -> None:
         """Make everything written so far permanent (call after HDF5 has flushed)."""
