@@ -61,7 +61,7 @@ class ChunkLayout:
         self.offsets = np.zeros(grid, dtype=np.int64)
         self.sizes = np.zeros(grid, dtype=np.int64)  # 0: never written, reads as the fill value
         self.masks = np.zeros(grid, dtype=np.int64)
-        self.fill = dset.fillvalue if dset.fillvalue is not None else 0
+        self.fill = fill_of(dset)
         self.trusted = False  # True once the chunk index has been read and checked
         # None: every chunk is indexed. Else only the chunks in these grid rows x columns are, and
         # only they may be read (a small read of a large layer, see _store).
@@ -249,6 +249,17 @@ class ChunkLayout:
         return f"Chunk ({row}, {col}) of {self.name}"
 
 
+def filters_of(dset: h5py.Dataset) -> tuple[tuple[int, tuple[int, ...]], ...]:
+    """The dataset's filter pipeline, in the order HDF5 applies it when writing: (code, options)."""
+    plist = dset.id.get_create_plist()
+    return tuple((int(f[0]), tuple(f[2])) for f in (plist.get_filter(i) for i in range(plist.get_nfilters())))
+
+
+def fill_of(dset: h5py.Dataset) -> Any:
+    """What chunks never written read as."""
+    return dset.fillvalue if dset.fillvalue is not None else 0
+
+
 def layout_of(dset: h5py.Dataset, wanted: Wanted | None = None, fd: int | None = None) -> ChunkLayout | None:
     """The chunk layout of ``dset``, or None when the engine cannot read it (h5py reads it instead).
 
@@ -260,8 +271,7 @@ def layout_of(dset: h5py.Dataset, wanted: Wanted | None = None, fd: int | None =
         return None
     if np.dtype(dset.dtype).kind not in "iuf" or (fd is None and dset.file.driver != "sec2"):
         return None
-    plist = dset.id.get_create_plist()
-    filters = tuple(int(plist.get_filter(i)[0]) for i in range(plist.get_nfilters()))
+    filters = tuple(code for code, _ in filters_of(dset))
     if not set(filters) <= SUPPORTED_FILTERS:
         return None
     if fd is None:

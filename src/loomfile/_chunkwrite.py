@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sparse
 
 from . import _engine
+from ._chunks import fill_of, filters_of
 from ._codec import FILTER_DEFLATE, FILTER_SHUFFLE, IGZIP, LIBDEFLATE
 from ._hdf5chunks import grid_offsets, hand_to_hdf5
 
@@ -38,7 +39,7 @@ class Encoder:
     def __init__(self, dset: h5py.Dataset, shuffle: bool, level: int) -> None:
         self.chunks: tuple[int, int] = dset.chunks
         self.dtype = np.dtype(dset.dtype)
-        self.fill = dset.fillvalue
+        self.fill = fill_of(dset)
         self.shuffle = shuffle
         self.level = level
         self.nbytes = self.chunks[0] * self.chunks[1] * self.dtype.itemsize
@@ -50,12 +51,11 @@ class Encoder:
             return None
         if np.dtype(dset.dtype).kind not in "iuf":
             return None
-        plist = dset.id.get_create_plist()
-        filters = [plist.get_filter(i) for i in range(plist.get_nfilters())]
-        codes = tuple(int(f[0]) for f in filters)
+        filters = filters_of(dset)
+        codes = tuple(code for code, _ in filters)
         if codes not in ((FILTER_DEFLATE,), (FILTER_SHUFFLE, FILTER_DEFLATE)):
             return None
-        options = filters[-1][2]
+        options = filters[-1][1]
         level = int(options[0]) if len(options) else 6
         return cls(dset, codes[0] == FILTER_SHUFFLE, min(max(level, 0), 9))
 

@@ -4,77 +4,45 @@ as they are stored (no decoding, no encoding), written a group at a time."""
 from __future__ import annotations
 
 import ctypes
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import h5py
 import numpy as np
 
-from ._chunks import ChunkLayout
+from ._chunks import ChunkLayout, fill_of, filters_of
 from ._codec import batch_function
 
 
-class _ChunkWriter:
+def _load_writer() -> Callable[..., int] | None:
     """HDF5's own H5Dwrite_chunk, called by the compiled helper for a whole group of chunks at once
     (h5py's write_direct_chunk costs about 8 us per chunk, on the one thread that feeds HDF5).
-    HDF5 is found among the libraries loaded for h5py; h5py's lock is held during the call."""
-
-    def __init__(self, loop: Any, write_chunk: int) -> None:
-        self._loop = loop
-        self._write_chunk = write_chunk
-
-    def write(
-        self,
-        dset: h5py.Dataset,
-        src: np.ndarray,
-        positions: np.ndarray,
-        sizes: np.ndarray,
-        masks: np.ndarray,
-        offsets: np.ndarray,
-    ) -> None:
-        """Chunk i: ``sizes[i]`` bytes at ``src[positions[i]:]``, at element offset ``offsets[i]``."""
-        positions, sizes, masks = (np.ascontiguousarray(a, dtype=np.int64) for a in (positions, sizes, masks))
-        offsets = np.ascontiguousarray(offsets, dtype=np.uint64)
-        with h5py._objects.phil:
-            failed = self._loop(
-                self._write_chunk,
-                dset.id.id,
-                src.ctypes.data,
-                positions.ctypes.data,
-                sizes.ctypes.data,
-                masks.ctypes.data,
-                offsets.ctypes.data,
-                sizes.size,
-            )
-        if failed >= 0:
-            msg = f"HDF5 could not write the chunk at {tuple(offsets[failed].tolist())} of {dset.name}"
-            raise OSError(msg)
-
-    @classmethod
-    def load(cls) -> _ChunkWriter | None:
-        loop = batch_function("loomfile_write_chunks", keep_gil=True)
-        if loop is None:
-            return None
-        try:
-            with open("/proc/self/maps") as maps:
-                paths = {line.split()[-1] for line in maps if "/libhdf5" in line and "libhdf5_hl" not in line}
-        except OSError:  # not Linux: h5py's per-chunk call
-            return None
-        if len(paths) != 1:
-            return None
-        try:
-            library = ctypes.CDLL(paths.pop())
-            major, minor, release = (ctypes.c_uint() for _ in range(3))
-            library.H5get_libversion(ctypes.byref(major), ctypes.byref(minor), ctypes.byref(release))
-            address = ctypes.cast(library.H5Dwrite_chunk, ctypes.c_void_p).value
-        except (OSError, AttributeError):
-            return None
-        if (major.value, minor.value, release.value) != h5py.version.hdf5_version_tuple[:3] or not address:
-            return None
-        return cls(loop, address)
+    HDF5 is found among the libraries loaded for h5py (Linux); None elsewhere."""
+    loop = batch_function("loomfile_write_chunks", keep_gil=True)
+    if loop is None:
+        return None
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "/libhdf5" in line and "libhdf5_hl" not in line}
+    except OSError:  # not Linux: h5py's per-chunk call
+        return None
+    if len(paths) != 1:
+        return None
+    try:
+        library = ctypes.CDLL(paths.pop())
+        major, minor, release = (ctypes.c_uint() for _ in range(3))
+        library.H5get_libversion(ctypes.byref(major), ctypes.byref(minor), ctypes.byref(release))
+        address = ctypes.cast(library.H5Dwrite_chunk, ctypes.c_void_p).value
+    except (OSError, AttributeError):
+        return None
+    if (major.value, minor.value, release.value) != h5py.version.hdf5_version_tuple[:3] or not address:
+        return None
+    return functools.partial(loop, address)
 
 
-_writer = _ChunkWriter.load()
+_writer = _load_writer()
 
 
 def hand_to_hdf5(
@@ -85,16 +53,32 @@ def hand_to_hdf5(
     masks: np.ndarray,
     offsets: np.ndarray,
 ) -> None:
-    """Write stored chunks into ``dset`` (see _ChunkWriter.write), in one call when possible."""
-    if _writer is not None:
-        _writer.write(dset, src, positions, sizes, masks, offsets)
+    """Write stored chunks into ``dset``: chunk i is ``sizes[i]`` bytes at ``src[positions[i]:]``,
+    with filter mask ``masks[i]``, at element offset ``offsets[i]``; in one call when possible
+    (h5py's lock held: HDF5 is not thread-safe)."""
+    if _writer is None:
+        write_chunk = dset.id.write_direct_chunk
+        for at, size, mask, (r, c) in zip(
+            positions.tolist(), sizes.tolist(), masks.tolist(), offsets.tolist(), strict=True
+        ):
+            if size:
+                write_chunk((r, c), src[at : at + size], filter_mask=mask)
         return
-    write_chunk = dset.id.write_direct_chunk
-    for at, size, mask, (r, c) in zip(
-        positions.tolist(), sizes.tolist(), masks.tolist(), offsets.tolist(), strict=True
-    ):
-        if size:
-            write_chunk((r, c), src[at : at + size], filter_mask=mask)
+    positions, sizes, masks = (np.ascontiguousarray(a, dtype=np.int64) for a in (positions, sizes, masks))
+    offsets = np.ascontiguousarray(offsets, dtype=np.uint64)
+    with h5py._objects.phil:
+        failed = _writer(
+            dset.id.id,
+            src.ctypes.data,
+            positions.ctypes.data,
+            sizes.ctypes.data,
+            masks.ctypes.data,
+            offsets.ctypes.data,
+            sizes.size,
+        )
+    if failed >= 0:
+        msg = f"HDF5 could not write the chunk at {tuple(offsets[failed].tolist())} of {dset.name}"
+        raise OSError(msg)
 
 
 @dataclass
@@ -120,14 +104,12 @@ def can_copy(layout: ChunkLayout | None, dst: h5py.Dataset) -> bool:
     pipeline and fill value (the value of chunks never written)."""
     if layout is None or dst.chunks is None or dst.ndim != 2:
         return False
-    plist = dst.id.get_create_plist()
-    filters = tuple(int(plist.get_filter(i)[0]) for i in range(plist.get_nfilters()))
     return (
         layout.ndim == 2
         and layout.dtype == np.dtype(dst.dtype)
         and layout.chunks == tuple(dst.chunks)
-        and layout.pipeline.filters == filters
-        and layout.fill == (dst.fillvalue if dst.fillvalue is not None else 0)
+        and layout.pipeline.filters == tuple(code for code, _ in filters_of(dst))
+        and layout.fill == fill_of(dst)
     )
 
 
