@@ -14,19 +14,13 @@ import pytest
 
 import loomfile
 from loomfile import _hdf5chunks
+from looms import counts_file
 
 N_ROWS = 150
 
 
 def make(path: Path, n_cols: int, seed: int, **layer_options: Any) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    m = rng.poisson(0.5, (N_ROWS, n_cols)).astype(np.float32)
-    loomfile.create(
-        path,
-        {"": m, "spliced": (m * 2).astype(np.uint16)},
-        {"Gene": np.array([f"g{i}" for i in range(N_ROWS)])},
-        {"CellID": np.array([f"s{seed}c{j}" for j in range(n_cols)])},
-    )
+    m = counts_file(path, N_ROWS, n_cols, seed, cell_prefix=f"s{seed}c", sizes=False)
     if layer_options:  # rewrite the main matrix with other storage options
         with h5py.File(path, "a") as f:
             del f["matrix"]

@@ -22,6 +22,7 @@ import loomfile
 from loomfile import _journal
 from loomfile._errors import LoomFormatError, LoomLockedError
 from loomfile._journal import JournaledFile, journal_path, recover
+from looms import counts_file
 
 
 def digest(path: str | Path) -> str:
@@ -29,15 +30,7 @@ def digest(path: str | Path) -> str:
 
 
 def make_loom(path: Path, n_rows: int = 300, n_cols: int = 200, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    m = rng.poisson(0.5, (n_rows, n_cols)).astype(np.float32)
-    loomfile.create(
-        path,
-        {"": m, "spliced": (m * 2).astype(np.uint16)},
-        {"Gene": np.array([f"g{i}" for i in range(n_rows)])},
-        {"CellID": np.array([f"c{j}" for j in range(n_cols)]), "Size": rng.random(n_cols)},
-    )
-    return m
+    return counts_file(path, n_rows, n_cols, seed)
 
 
 # --- the interval bookkeeping ----------------------------------------------------------------------

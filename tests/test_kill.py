@@ -393,41 +393,44 @@ class Server:
         assert self.proc.stdin is not None
         self.proc.stdin.write((json.dumps(job) + "\n").encode())
         self.proc.stdin.flush()
-        pid, ready_at, closed_at, killed_at, last, status = 0, 0.0, 0.0, 0.0, -1, None
-        error = None
-        while not (pid and ready_at) and status is None:
-            line = self.line()
-            if line.startswith("pid "):
-                pid = int(line[4:])
-            elif line == "ready":
-                ready_at = time.perf_counter()
-            elif line.startswith("error "):
-                error = json.loads(line[6:])
-            elif line.startswith("exit "):
-                status = int(line[5:])
-        if delay is not None and status is None:
-            time.sleep(max(0.0, delay - (time.perf_counter() - ready_at)))
+        seen: dict[str, Any] = {
+            "pid": 0,
+            "ready": 0.0,
+            "closed": 0.0,
+            "last": -1,
+            "status": None,
+            "error": None,
+        }
+
+        def take(line: str) -> None:
+            """Record one message of the writer (or of the server about it)."""
+            word, _, rest = line.partition(" ")
+            if word in ("ready", "closed"):
+                seen[word] = time.perf_counter()
+            elif word in ("pid", "exit", "committed"):
+                seen[{"exit": "status", "committed": "last"}.get(word, word)] = int(rest)
+            elif word == "error":
+                seen["error"] = json.loads(rest)
+
+        while not (seen["pid"] and seen["ready"]) and seen["status"] is None:
+            take(self.line())
+        killed_at = 0.0
+        if delay is not None and seen["status"] is None:
+            time.sleep(max(0.0, delay - (time.perf_counter() - seen["ready"])))
             killed_at = time.perf_counter()
             # The server reaps the writer only after it ends, and reports that after: until we
             # read "exit", the pid is the writer's (alive, or a zombie if it just finished).
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        while status is None:
-            line = self.line()
-            if line.startswith("committed "):
-                last = int(line[10:])
-            elif line == "closed":
-                closed_at = time.perf_counter()
-            elif line.startswith("error "):
-                error = json.loads(line[6:])
-            elif line.startswith("exit "):
-                status = int(line[5:])
+                os.kill(seen["pid"], signal.SIGKILL)
+        while seen["status"] is None:
+            take(self.line())
+        error, status, closed_at, ready_at = seen["error"], seen["status"], seen["closed"], seen["ready"]
         assert error is None, f"the writer failed:\n{error}"
         killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
         assert killed or status == 0, f"the writer ended with status {status}"
         assert closed_at or killed, "the writer stopped without finishing"
         runtime = (closed_at if closed_at else killed_at) - ready_at
-        return Run(last, bool(closed_at), killed, runtime)
+        return Run(seen["last"], bool(closed_at), killed, runtime)
 
     def close(self) -> None:
         assert self.proc.stdin is not None
