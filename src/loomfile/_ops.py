@@ -332,8 +332,9 @@ def add_loom(
 
         # the next band is read while this one is written (the other file is ours, read-only)
         bands_read = _engine.ahead((read_band(b) for b in band_list), lambda: 0)
+        other_ca = dict(other.ca.items())  # read once, not once per band
         for band, values in zip(band_list, bands_read, strict=True):
-            ca = {k: v[band] for k, v in other.ca.items()}
+            ca = {k: v[band] for k, v in other_ca.items()}
             ca.update({k: v[band] for k, v in extra_ca.items()})
             add_columns(ds, values, ca, fill_values=fill_values)
         if include_graphs:

@@ -30,7 +30,7 @@ from ._errors import (
     LoomValueError,
 )
 from ._hdf5chunks import StoredColumns
-from ._journal import JournaledFile, interrupts_deferred, recover
+from ._journal import JournaledFile, interrupts_deferred
 from ._selection import AxisSelection
 
 log = logging.getLogger(__name__)
@@ -48,10 +48,9 @@ def open_h5(path: str, mode: str) -> h5py.File:
 
 
 def open_journaled(path: str) -> tuple[h5py.File, JournaledFile]:
-    """Open an HDF5 file for writing through a rollback journal (see ``_journal``), after undoing
-    any write a dead process left half done."""
+    """Open an HDF5 file for writing through a rollback journal (see ``_journal``); the caller has
+    undone any write a dead process left half done (``recover``)."""
     _check_file(path)
-    recover(path)
     journal = JournaledFile(path)
     try:
         return h5py.File(journal, "r+"), journal
