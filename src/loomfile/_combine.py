@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import _ops, _progress
 from ._errors import LoomValueError
 from ._ops import aligned_bands
+from ._progress import Tick
 from ._selection import AxisSelection
+
+if TYPE_CHECKING:
+    from .connection import LoomConnection
 
 
 def combine(
@@ -19,17 +24,43 @@ def combine(
     file_attrs: Mapping[str, Any] | None = None,
     batch_size: int = 1000,
     convert_attrs: bool = False,
+    *,
+    progress: bool | None = None,
 ) -> None:
     """Concatenate Loom files along the columns into a new file (loompy's ``combine``).
 
     With ``key``, rows of every file are aligned to the first file's order of that row attribute.
-    The output appears at ``output_file`` only once complete.
+    The output appears at ``output_file`` only once complete. ``progress``: show a bar (default:
+    when standard error is a terminal).
     """
-    from .connection import connect, new
-
     if len(files) == 0:
         msg = "The input file list was empty"
         raise LoomValueError(msg)
+    with _progress.bar(_total_columns(files), "combine", progress, "columns") as tick:
+        _combine(files, output_file, key, file_attrs, batch_size, convert_attrs, tick)
+
+
+def _total_columns(files: list[str]) -> int:
+    from .connection import connect
+
+    total = 0
+    for path in files:
+        with connect(path, "r", validate=False) as ds:
+            total += ds.shape[1]
+    return total
+
+
+def _combine(
+    files: list[str],
+    output_file: str,
+    key: str | None,
+    file_attrs: Mapping[str, Any] | None,
+    batch_size: int,
+    convert_attrs: bool,
+    tick: Tick,
+) -> None:
+    from .connection import connect, new
+
     with connect(files[0], "r") as first:
         out = new(output_file, file_attrs={**dict(first.attrs.items()), **dict(file_attrs or {})})
         try:
@@ -39,12 +70,14 @@ def combine(
                 out.col_graphs[name] = graph
             for name, graph in first.row_graphs.items():
                 out.row_graphs[name] = graph
+            tick(first.shape[1])
         except BaseException:
             out._abandon()
             raise
     try:
         for path in files[1:]:
-            out.add_loom(path, key, batch_size=batch_size, convert_attrs=convert_attrs)
+            with out._store.transaction():
+                _ops.add_loom(out, path, key, batch_size=batch_size, convert_attrs=convert_attrs, tick=tick)
     except BaseException:
         out._abandon()
         raise
@@ -58,6 +91,8 @@ def combine_faster(
     selections: list[Any] | None = None,
     key: str | None = None,
     skip_attrs: list[str] | None = None,
+    *,
+    progress: bool | None = None,
 ) -> None:
     """Concatenate the selected columns of Loom files into a new file (loompy's ``combine_faster``).
 
@@ -92,39 +127,50 @@ def combine_faster(
                     msg = f"Layer {name!r} is {dtype} in {path} but {layers[name]} in earlier files"
                     raise LoomValueError(msg)
     assert n_rows is not None
-    out = new(output_file, file_attrs=file_attrs)
-    try:
-        store = out._store
-        for name in sorted(layers, key=lambda k: k != ""):
-            store.create_layer(name, (n_rows, n_cols), layers[name])
-        col_attrs: dict[str, list[tuple[int, np.ndarray]]] = {}
-        every_row = AxisSelection.full(n_rows)
-        at = 0
-        for path, mask in zip(files, masks, strict=True):
-            with connect(path, "r") as ds:
-                rows = every_row
-                if key is not None:
-                    rows = AxisSelection(n_rows, np.argsort(ds.ra[key], kind="stable").astype(np.intp))
-                picked = np.arange(ds.shape[1]) if mask is None else np.flatnonzero(mask)
-                chunk = (store.layer("").chunks or (1, 1))[1]
-                for band in aligned_bands(picked.size, at, 1024, chunk):
-                    cols = AxisSelection(ds.shape[1], picked[band])
-                    dst = AxisSelection.from_key(slice(at + band.start, at + band.stop), n_cols, 1)
-                    for name in ds.layers.keys():
-                        store.write_layer(name, every_row, dst, ds._store.read_layer(name, rows, cols))
-                for name, values in ds.ca.items():
-                    if name not in skip:
-                        col_attrs.setdefault(name, []).append((at, values[picked]))
-                if len(out.ra.keys()) == 0:
-                    for name, values in ds.ra.items():
-                        out.ra[name] = values[rows.indices]
-                at += picked.size
-        for name, parts in col_attrs.items():
-            out.ca[name] = _filled(parts, n_cols)
-    except BaseException:
-        out._abandon()
-        raise
-    out.close()
+    with _progress.bar(n_cols, "combine", progress, "columns") as tick:
+        out = new(output_file, file_attrs=file_attrs)
+        try:
+            store = out._store
+            for name in sorted(layers, key=lambda k: k != ""):
+                store.create_layer(name, (n_rows, n_cols), layers[name])
+            col_attrs: dict[str, list[tuple[int, np.ndarray]]] = {}
+            at = 0
+            for path, mask in zip(files, masks, strict=True):
+                with connect(path, "r") as ds:
+                    rows = AxisSelection.full(n_rows)
+                    if key is not None:
+                        rows = AxisSelection(n_rows, np.argsort(ds.ra[key], kind="stable").astype(np.intp))
+                    picked = np.arange(ds.shape[1]) if mask is None else np.flatnonzero(mask)
+                    _copy_layers(ds, out, rows, picked, at, tick)
+                    for name, values in ds.ca.items():
+                        if name not in skip:
+                            col_attrs.setdefault(name, []).append((at, values[picked]))
+                    if len(out.ra.keys()) == 0:
+                        for name, values in ds.ra.items():
+                            out.ra[name] = values[rows.indices]
+                    at += picked.size
+            for name, parts in col_attrs.items():
+                out.ca[name] = _filled(parts, n_cols)
+        except BaseException:
+            out._abandon()
+            raise
+        out.close()
+
+
+def _copy_layers(
+    ds: LoomConnection, out: LoomConnection, rows: AxisSelection, picked: np.ndarray, at: int, tick: Tick
+) -> None:
+    """Every layer of ``ds`` (its ``rows`` in order, its ``picked`` columns) into ``out`` from column
+    ``at`` on, in bands that fill whole chunks of the output."""
+    store, n_rows, n_cols = out._store, out.shape[0], out.shape[1]
+    every_row = AxisSelection.full(n_rows)
+    chunk = (store.layer("").chunks or (1, 1))[1]
+    for band in aligned_bands(picked.size, at, 1024, chunk):
+        cols = AxisSelection(ds.shape[1], picked[band])
+        dst = AxisSelection.from_key(slice(at + band.start, at + band.stop), n_cols, 1)
+        for name in ds.layers.keys():
+            store.write_layer(name, every_row, dst, ds._store.read_layer(name, rows, cols))
+        tick(band.stop - band.start)
 
 
 def _selections(files: list[str], selections: list[Any] | None) -> list[np.ndarray | None]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._errors import LoomValueError
+from ._progress import Tick, nothing
 from ._selection import AxisSelection
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ def _tabbed(texts: list[str]) -> str:
     return "".join(t + "\t" for t in texts)
 
 
-def export(ds: LoomConnection, out_file: str, layer: str | None, format: str) -> None:
+def export(ds: LoomConnection, out_file: str, layer: str | None, format: str, tick: Tick = nothing) -> None:
     from .connection import _discard, _temp_path
 
     if format != "tab":
@@ -53,6 +54,7 @@ def export(ds: LoomConnection, out_file: str, layer: str | None, format: str) ->
                 for i, row in enumerate(range(band.start, band.stop)):
                     attrs = _tabbed([ra[k][row] for k in ra_names])
                     f.write(f"{attrs}\t{_tabbed(text[i].tolist())}\n")
+                tick(band.stop - band.start)
         os.replace(tmp, target)
     except BaseException:
         _discard(tmp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -10,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sparse
 
-from . import _engine, _hdf5chunks
+from . import _engine, _hdf5chunks, _progress
 from . import _format as fmt
 from ._changes import META
 from ._chunks import ChunkLayout
 from ._errors import LoomValueError, SelectionError
 from ._hdf5chunks import StoredColumns
+from ._progress import Tick
 from ._selection import AxisSelection
 
 if TYPE_CHECKING:
@@ -277,12 +279,21 @@ def add_loom(
     batch_size: int = 1000,
     convert_attrs: bool = False,
     include_graphs: bool = False,
+    *,
+    progress: bool | None = None,
+    tick: Tick | None = None,
 ) -> None:
-    """Append the columns of another Loom file (loompy's ``add_loom``)."""
+    """Append the columns of another Loom file (loompy's ``add_loom``).
+
+    Progress goes to ``tick`` when an enclosing operation counts it, else to a bar of its own.
+    """
     from .connection import connect
 
     ds._store.require_writable("add a Loom file")
-    with connect(other_file, "r") as other:
+    with contextlib.ExitStack() as stack:
+        other = stack.enter_context(connect(other_file, "r"))
+        if tick is None:
+            tick = stack.enter_context(_progress.bar(other.shape[1], "add_loom", progress, "columns"))
         if other.shape[0] != ds.shape[0]:
             msg = f"{other_file} has {other.shape[0]} rows but the target file has {ds.shape[0]}"
             raise LoomValueError(msg)
@@ -337,6 +348,7 @@ def add_loom(
             ca = {k: v[band] for k, v in other_ca.items()}
             ca.update({k: v[band] for k, v in extra_ca.items()})
             add_columns(ds, values, ca, fill_values=fill_values)
+            tick(band.stop - band.start)
         if include_graphs:
             n = n_before
             for name in ds.col_graphs.keys():

@@ -19,7 +19,7 @@ from . import _engine, _hdf5chunks, _matrix_io
 from . import _format as fmt
 from ._btree import Wanted
 from ._changes import LAYERS, META, ChangeLog, layer_key
-from ._chunks import ChunkLayout, layout_of
+from ._chunks import ChunkLayout, filters_of, layout_of
 from ._errors import (
     LoomClosedError,
     LoomFormatError,
@@ -36,6 +36,8 @@ from ._selection import AxisSelection
 log = logging.getLogger(__name__)
 
 _KIND = ("row", "column")
+_FILTER_NAMES = {1: "gzip", 2: "shuffle", 3: "fletcher32", 4: "szip", 5: "nbit", 6: "scaleoffset", 32001: "blosc",
+                 32004: "lz4", 32015: "zstd"}
 
 
 def open_h5(path: str, mode: str) -> h5py.File:
@@ -275,6 +277,23 @@ class LoomStore:
         if path not in h5:
             h5.create_group(path)
         return h5[path]
+
+    def storage(self, path: str) -> dict[str, Any]:
+        """How the dataset at ``path`` is stored, as plain values: dtype, shape, chunk shape, the
+        filter pipeline (e.g. ``["shuffle", "gzip(2)"]``) and the bytes it takes in the file."""
+        dset = self.h5[path]
+        filters = [
+            _FILTER_NAMES.get(code, f"filter {code}") + (f"({options[0]})" if code == 1 and options else "")
+            for code, options in filters_of(dset)
+        ]
+        dtype = np.dtype(dset.dtype)
+        return {
+            "dtype": "string" if fmt.is_string_dtype(dtype) else str(dtype),
+            "shape": [int(n) for n in dset.shape],
+            "chunks": [int(n) for n in dset.chunks] if dset.chunks else None,
+            "filters": filters,
+            "stored_bytes": int(dset.id.get_storage_size()),
+        }
 
     # --- layers ------------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import scipy.sparse as sparse
 
-from . import _aggregate, _engine, _export, _ops
+from . import _aggregate, _engine, _export, _ops, _progress
 from . import _format as fmt
 from ._changes import META, layer_key
 from ._compat import LoompyAliases
@@ -203,6 +203,7 @@ class LoomConnection(LoompyAliases):
         key: str | None = None,
         batch_size: int = 8 * 64,
         what: Sequence[str] = SCAN_WHAT,
+        progress: bool | None = None,
     ) -> Iterator[tuple[int, np.ndarray, LoomView]]:
         """Visit the file in bands of ``batch_size`` rows (axis 0) or columns (axis 1).
 
@@ -234,7 +235,11 @@ class LoomConnection(LoompyAliases):
 
         # The next band is read while the caller works on this one: at most two bands in memory.
         bands = _ops.scan_bands(positions, self.shape[ax], batch_size)
-        yield from _engine.ahead((band(ix, sel) for ix, sel in bands), lambda: store.changes.generation)
+        views = _engine.ahead((band(ix, sel) for ix, sel in bands), lambda: store.changes.generation)
+        with _progress.bar(positions.size, "scan", progress, "rows" if ax == 0 else "columns") as tick:
+            for ix, selection, view in views:
+                yield ix, selection, view
+                tick(selection.size)
 
     def map(
         self,
@@ -243,22 +248,27 @@ class LoomConnection(LoompyAliases):
         axis: int = 0,
         chunksize: int = 1000,
         selection: Any = None,
+        progress: bool | None = None,
     ) -> list[np.ndarray]:
         """Apply each function to every row (axis 0) or column (axis 1) of the main matrix.
 
         Returns one array per function: ``(means,) = ds.map([np.mean], axis=1)``.
         """
-        return self.layers[""].map(f_list, axis, chunksize, selection)
+        return self.layers[""].map(f_list, axis, chunksize, selection, progress=progress)
 
-    def permute(self, ordering: Any, axis: int) -> None:
-        """Reorder rows (axis 0) or columns (axis 1) of every layer, attribute and graph."""
+    def permute(self, ordering: Any, axis: int, *, progress: bool | None = None) -> None:
+        """Reorder rows (axis 0) or columns (axis 1) of every layer, attribute and graph.
+
+        ``progress``: show a bar (default: when standard error is a terminal; see ``_progress``).
+        """
         if axis not in (0, 1):
             msg = f"axis must be 0 (rows) or 1 (columns), not {axis!r}"
             raise LoomValueError(msg)
         self._store.require_writable("permute")
         order = _ops.check_ordering(ordering, self.shape[axis], axis)
-        with self._store.transaction():
-            self.layers._permute(order, axis=axis)
+        work = len(self.layers.keys()) * self.shape[1 - axis]
+        with self._store.transaction(), _progress.bar(work, "permute", progress, "vectors") as tick:
+            self.layers._permute(order, axis=axis, tick=tick)
             (self.ra if axis == 0 else self.ca)._permute(order)
             (self.row_graphs if axis == 0 else self.col_graphs)._permute(order)
 
@@ -285,10 +295,13 @@ class LoomConnection(LoompyAliases):
             self, out_file, select, group_by, aggr_by, aggr_ca_by, layer, aggr_ca_if_equal
         )
 
-    def export(self, out_file: str, layer: str | None = None, format: str = "tab") -> None:
+    def export(
+        self, out_file: str, layer: str | None = None, format: str = "tab", *, progress: bool | None = None
+    ) -> None:
         """Write a layer (the main matrix by default) with its row and column attributes as a
         tab-separated text file, in loompy's layout."""
-        _export.export(self, out_file, layer, format)
+        with _progress.bar(self.shape[0], "export", progress, "rows") as tick:
+            _export.export(self, out_file, layer, format, tick)
 
     def add_columns(
         self,
@@ -310,10 +323,14 @@ class LoomConnection(LoompyAliases):
         batch_size: int = 1000,
         convert_attrs: bool = False,
         include_graphs: bool = False,
+        *,
+        progress: bool | None = None,
     ) -> None:
         """Append the columns of another Loom file, aligning rows on the row attribute ``key``."""
         with self._store.transaction():
-            _ops.add_loom(self, other_file, key, fill_values, batch_size, convert_attrs, include_graphs)
+            _ops.add_loom(
+                self, other_file, key, fill_values, batch_size, convert_attrs, include_graphs, progress=progress
+            )
 
 
 # --- opening and creating ------------------------------------------------------------------------------

@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import numpy as np
 import scipy.sparse as sparse
 
-from . import _chunkwrite, _hdf5chunks, _matrix_io
+from . import _chunkwrite, _hdf5chunks, _matrix_io, _progress
 from . import _format as fmt
 from ._changes import layer_key
 from ._engine import Job, ahead, ordered
 from ._errors import LoomValueError
 from ._hdf5chunks import StoredColumns
 from ._mapping import NamedMapping
+from ._progress import Tick, nothing
 from ._selection import AxisSelection, normalize_key, result_shape, take
 from ._sparse import build_coo
 
@@ -171,6 +172,8 @@ class LoomLayer:
         axis: int = 0,
         chunksize: int = 1000,
         selection: Any = None,
+        *,
+        progress: bool | None = None,
     ) -> list[np.ndarray]:
         """Apply each function to every row (axis 0) or column (axis 1); one float64 array per function.
 
@@ -213,12 +216,14 @@ class LoomLayer:
             )
         else:  # other functions are called one vector at a time, in this thread, as in loompy
             done = ((band, apply(vectors)) for band, vectors in self._bands(axis, other))
-        for band, values in done:
-            for out, v in zip(results, values, strict=True):
-                out[band] = v
+        with _progress.bar(shape[axis], "map", progress, "rows" if axis == 0 else "columns") as tick:
+            for band, values in done:
+                for out, v in zip(results, values, strict=True):
+                    out[band] = v
+                tick(band.stop - band.start)
         return results
 
-    def _permute(self, ordering: np.ndarray, *, axis: int) -> None:
+    def _permute(self, ordering: np.ndarray, *, axis: int, tick: Tick = nothing) -> None:
         """Reorder the rows (axis 0) or columns (axis 1) in place, one band of the other axis at a time."""
         shape = self.shape
         chunk = (self._dataset().chunks or (64, 64))[1 - axis]
@@ -229,6 +234,7 @@ class LoomLayer:
             block = self._store.read_layer(self.name, *key)
             block = np.take(block, ordering, axis=axis)  # (5x faster than fancy indexing)
             self._store.write_layer(self.name, *key, block)
+            tick(band.stop - band.start)
 
 
 class MemoryLoomLayer:
@@ -369,13 +375,13 @@ class LayerManager(NamedMapping[Any]):
         stamps = [self[n].last_modified() for n in self._names()]
         return max(stamps) if stamps else fmt.timestamp()
 
-    def _permute(self, ordering: np.ndarray, *, axis: int) -> None:
+    def _permute(self, ordering: np.ndarray, *, axis: int, tick: Tick = nothing) -> None:
         for name in self._names():
             layer = self._get(name)
             if isinstance(layer, MemoryLoomLayer):
                 layer.permute(ordering, axis=axis)
             else:
-                layer._permute(ordering, axis=axis)
+                layer._permute(ordering, axis=axis, tick=tick)
 
 
 def check_layer_value(

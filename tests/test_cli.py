@@ -1,0 +1,205 @@
+"""The ``loomfile`` command, driven as a user drives it: click's runner in-process, and the installed
+console script in a subprocess. Results are checked against h5py and loompy, not against loomfile."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import loompy
+import numpy as np
+import pytest
+import scipy.sparse as sparse
+from click.testing import CliRunner
+from looms import counts_file
+from test_cellranger import make_cellranger
+
+import loomfile
+from loomfile.cli import cli, main
+
+COMMANDS = ["info", "validate", "combine", "from-10x", "export", "demo"]
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    """Run the command line in-process; (exit status, stdout, stderr)."""
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def two_files(tmp_path: Path) -> tuple[Path, Path]:
+    a, b = tmp_path / "a.loom", tmp_path / "b.loom"
+    counts_file(a, 90, 70, seed=1, cell_prefix="a")
+    counts_file(b, 90, 50, seed=2, cell_prefix="b")
+    return a, b
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str) -> None:
+    status, out, _ = run(command, "--help")
+    assert status == 0
+    assert out.startswith(f"Usage: cli {command}") or out.startswith(f"Usage: loomfile {command}")
+    assert "--help" in out
+
+
+def test_info_reports_what_h5py_sees(two_files: tuple[Path, Path]) -> None:
+    path = two_files[0]
+    status, out, _ = run("info", "--json", str(path))
+    assert status == 0
+    info = json.loads(out)
+    with h5py.File(path, "r") as f:
+        assert info["shape"] == list(f["matrix"].shape)
+        assert info["layers"][""]["chunks"] == list(f["matrix"].chunks)
+        assert info["layers"][""]["filters"][-1] == f"gzip({f['matrix'].compression_opts})"
+        assert info["layers"]["spliced"]["dtype"] == str(f["layers/spliced"].dtype)
+        assert sorted(info["col_attrs"]) == sorted(f["col_attrs"].keys())
+        assert info["col_attrs"]["CellID"]["dtype"] == "string"
+        assert info["bytes_on_disk"] == os.path.getsize(path)
+    status, text, _ = run("info", str(path))
+    assert status == 0
+    assert "90 rows x 70 columns" in text
+    assert "spliced" in text and "uint16" in text and "CellID" in text
+
+
+def test_info_on_a_loompy_file_with_graphs(tmp_path: Path) -> None:
+    path = tmp_path / "lp.loom"
+    rng = np.random.default_rng(0)
+    loompy.create(str(path), rng.random((20, 30)), {"Gene": np.arange(20)}, {"CellID": np.arange(30)})
+    with loompy.connect(str(path)) as ds:
+        ds.col_graphs["KNN"] = sparse.random(30, 30, density=0.1, format="coo")
+        edges = ds.col_graphs["KNN"].nnz
+    status, out, _ = run("info", "--json", str(path))
+    assert status == 0
+    assert json.loads(out)["col_graphs"] == {"KNN": {"edges": edges}}
+
+
+def test_validate_exit_status(tmp_path: Path, two_files: tuple[Path, Path]) -> None:
+    good = str(two_files[0])
+    text = tmp_path / "notes.txt"
+    text.write_text("not a loom file")
+    status, out, _ = run("validate", good)
+    assert (status, out.strip()) == (0, f"{good}: valid")
+    status, out, _ = run("validate", good, str(text))
+    assert status == 1
+    assert f"{text}: INVALID" in out and "not an HDF5 file" in out
+    status, out, _ = run("validate", "--quiet", good, str(text))
+    assert status == 1 and good + ":" not in out
+
+
+def test_validate_reports_a_broken_layout(tmp_path: Path, two_files: tuple[Path, Path]) -> None:
+    broken = tmp_path / "broken.loom"
+    shutil.copy(two_files[0], broken)
+    with h5py.File(broken, "r+") as f:
+        del f["col_attrs/CellID"]
+        f["col_attrs/CellID"] = np.arange(3)  # 3 values for 70 columns
+    status, out, _ = run("validate", str(broken))
+    assert status == 1
+    assert "CellID" in out
+
+
+@pytest.mark.parametrize("key", [None, "Gene"])
+def test_combine_matches_loompy(tmp_path: Path, two_files: tuple[Path, Path], key: str | None) -> None:
+    a, b = map(str, two_files)
+    if key:  # reverse the rows of the second file, so aligning them matters
+        with loompy.connect(b) as ds:
+            ds.permute(np.arange(ds.shape[0])[::-1], axis=0)
+    ours, theirs = tmp_path / "ours.loom", tmp_path / "theirs.loom"
+    args = ["combine", str(ours), a, b] + (["--key", key] if key else [])
+    status, out, _ = run(*args)
+    assert status == 0 and f"wrote {ours}" in out
+    loompy.combine([a, b], str(theirs), key=key)
+    with loompy.connect(str(ours), "r") as lf, loompy.connect(str(theirs), "r") as lp:
+        np.testing.assert_array_equal(lf[:, :], lp[:, :])
+        np.testing.assert_array_equal(lf.layers["spliced"][:, :], lp.layers["spliced"][:, :])
+        np.testing.assert_array_equal(lf.ca.CellID, lp.ca.CellID)
+        np.testing.assert_array_equal(lf.ra.Gene, lp.ra.Gene)
+
+
+def test_export_matches_loompy(tmp_path: Path, two_files: tuple[Path, Path]) -> None:
+    path = str(two_files[0])
+    ours, theirs = tmp_path / "ours.tsv", tmp_path / "theirs.tsv"
+    status, _, _ = run("export", path, str(ours), "--layer", "spliced")
+    assert status == 0
+    with loompy.connect(path, "r") as ds:
+        ds.export(str(theirs), layer="spliced")
+    assert ours.read_bytes() == theirs.read_bytes()
+
+
+def test_from_10x_names_and_places_the_file(tmp_path: Path) -> None:
+    sample, counts = make_cellranger(tmp_path, 3)
+    status, out, _ = run("from-10x", str(sample))
+    assert status == 0
+    default = sample / "sample3.loom"
+    assert out.strip() == f"wrote {default}"
+    chosen = tmp_path / "elsewhere.loom"
+    status, _, _ = run("from-10x", str(sample), "-o", str(chosen))
+    assert status == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere.loom", "sample3"]  # nothing left aside
+    for path in (default, chosen):
+        with loompy.connect(str(path), "r") as ds:
+            np.testing.assert_array_equal(ds[:, :], counts)
+            assert ds.ca.CellID[0] == "sample3:AAAC000000-1"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["info", "{tmp}/missing.loom"], "missing.loom"),
+        (["export", "{a}", "{tmp}/out.tsv", "--layer", "nope"], "nope"),
+        (["combine", "{tmp}/out.loom", "{a}", "{short}"], "rows"),
+        (["combine", "{tmp}/out.loom", "{a}", "{a}", "--key", "NoSuchKey"], "NoSuchKey"),
+        (["info", "{text}"], "not an HDF5 file"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(
+    tmp_path: Path, two_files: tuple[Path, Path], args: list[str], message: str
+) -> None:
+    short = tmp_path / "short.loom"
+    counts_file(short, 10, 5, seed=3)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    names = {"tmp": str(tmp_path), "a": str(two_files[0]), "short": str(short), "text": str(text)}
+    argv = [a.format(**names) for a in args]
+    result = CliRunner().invoke(cli, argv)
+    status = main(argv)
+    assert status == result.exit_code == 1
+    err = result.stderr.strip()
+    assert err.startswith("Error: ") and "\n" not in err and message in err
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out.loom").exists() and not (tmp_path / "out.tsv").exists()
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "loomfile", "--debug", "info", str(tmp_path / "missing.loom")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "LoomNotFoundError" in result.stderr
+
+
+def test_console_script_is_installed(two_files: tuple[Path, Path]) -> None:
+    script = Path(sys.executable).parent / "loomfile"
+    assert script.exists(), "pip install -e . installs the loomfile command"
+    done = subprocess.run(
+        [str(script), "info", str(two_files[0])], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "90 rows x 70 columns" in done.stdout
+    missing = subprocess.run(
+        [str(script), "info", "/nonexistent/x.loom"], capture_output=True, text=True, timeout=120
+    )
+    assert missing.returncode == 1
+    assert missing.stderr.count("\n") == 1 and "Traceback" not in missing.stderr
+
+
+def test_version(tmp_path: Path) -> None:
+    status, out, _ = run("--version")
+    assert status == 0 and loomfile.__version__ in out
