@@ -4,6 +4,7 @@ the layouts match: the output holds the same bytes, and the same values as decod
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -26,6 +27,20 @@ def make(path: Path, n_cols: int, seed: int, **layer_options: Any) -> np.ndarray
             del f["matrix"]
             f.create_dataset("matrix", data=m, chunks=(64, 64), maxshape=(N_ROWS, None), **layer_options)
     return m
+
+
+@pytest.fixture
+def copied() -> Iterator[set[str]]:
+    """The datasets chunks were copied into, as stored, while the test runs."""
+    names: set[str] = set()
+    real = _hdf5chunks.copy_chunks
+
+    def spy(source: Any, dst: h5py.Dataset, col: int) -> None:
+        names.add(dst.name)
+        real(source, dst, col)
+
+    with mock.patch.object(_hdf5chunks, "copy_chunks", spy):
+        yield names
 
 
 def stored_chunks(path: Path, name: str, first_col: int, n_cols: int) -> list[bytes]:
@@ -67,23 +82,31 @@ def test_aligned_columns_are_copied_as_stored(tmp_path: Path, n_other: int) -> N
     ids=["unaligned", "shuffle", "fill value", "key"],
 )
 def test_other_cases_are_decoded_and_give_the_same_values(
-    tmp_path: Path, n_before: int, options: dict[str, Any], key: str | None
+    tmp_path: Path, n_before: int, options: dict[str, Any], key: str | None, copied: set[str]
 ) -> None:
     a, b = tmp_path / "a.loom", tmp_path / "b.loom"
     ma, mb = make(a, n_before, 1), make(b, 192, 2, **options)
-    copied: set[str] = set()
-    real = _hdf5chunks.copy_chunks
-
-    def spy(source: Any, dst: h5py.Dataset, col: int) -> None:
-        copied.add(dst.name)
-        real(source, dst, col)
-
-    with mock.patch.object(_hdf5chunks, "copy_chunks", spy), loomfile.connect(a) as ds:
+    if key is not None:  # the second file's rows in reverse order
+        with loomfile.connect(b) as ds:
+            ds.permute(np.arange(N_ROWS)[::-1], axis=0)
+    with loomfile.connect(a) as ds:
         ds.add_loom(os.fspath(b), key=key)
         np.testing.assert_array_equal(ds[:, :], np.hstack([ma, mb]))
-    assert "/matrix" not in copied
+    if key is not None:
+        assert copied == set()
+    else:
+        assert "/matrix" not in copied
     if n_before % 64 == 0 and key is None:
         assert copied == {"/layers/spliced"}  # the other layer still matches
+
+
+def test_a_key_whose_rows_are_already_in_order_copies(tmp_path: Path, copied: set[str]) -> None:
+    a, b = tmp_path / "a.loom", tmp_path / "b.loom"
+    ma, mb = make(a, 128, 1), make(b, 192, 2)
+    with loomfile.connect(a) as ds:
+        ds.add_loom(os.fspath(b), key="Gene")
+        np.testing.assert_array_equal(ds[:, :], np.hstack([ma, mb]))
+    assert copied == {"/matrix", "/layers/spliced"}
 
 
 def test_combine_of_aligned_files_copies_chunks(tmp_path: Path) -> None:

@@ -137,7 +137,7 @@ def add_columns(
     Everything is checked before the file is touched. Attributes that cannot be kept (present on
     one side only, without ``fill_values``) are dropped as loompy does, but with a warning.
     """
-    from .layers import LoomLayer, MemoryLoomLayer, check_layer_value
+    from .layers import check_layer_value
 
     store = ds._store
     store.require_writable("add columns")
@@ -182,6 +182,28 @@ def add_columns(
         if v.shape[0] != n_new:
             msg = f"Column attribute {k!r} has {v.shape[0]} values but {n_new} columns are being added"
             raise LoomValueError(msg)
+    final, dropped = _merged_col_attrs(ds, incoming, n_new, fill_values, is_new)
+    if is_new:
+        assert row_attrs is not None
+        for k, v in row_attrs.items():
+            ds.ra[k] = v
+        for name, matrix in [("", new_layers[""])] + [(k, v) for k, v in new_layers.items() if k != ""]:
+            ds.layers[name] = matrix
+        for k, v in final.items():
+            ds.ca[k] = v
+        return
+    store.resize_columns(shape[1] + n_new)
+    _write_columns(ds, new_layers, shape[1])
+    _replace_col_attrs(ds, final, dropped)
+    store.flush()
+
+
+def _merged_col_attrs(
+    ds: LoomConnection, incoming: dict[str, np.ndarray], n_new: int, fill_values: Any, is_new: bool
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The column attributes after ``n_new`` columns with ``incoming`` attributes are appended, and
+    the names dropped (present on one side only without ``fill_values``, or of another shape)."""
+    shape = ds._store.shape
     existing = {} if is_new else {k: ds.ca[k] for k in ds.ca.keys()}
     final: dict[str, np.ndarray] = {}
     dropped: list[str] = []
@@ -211,43 +233,38 @@ def add_columns(
             f"add_columns dropped column attributes not present on both sides: {dropped} "
             "(pass fill_values to keep them)",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-    if is_new:
-        assert row_attrs is not None
-        for k, v in row_attrs.items():
-            ds.ra[k] = v
-        for name, matrix in [("", new_layers[""])] + [(k, v) for k, v in new_layers.items() if k != ""]:
-            ds.layers[name] = matrix
-        for k, v in final.items():
-            ds.ca[k] = v
-        return
-    prepared: dict[str, Any] = {}
-    for name, matrix in new_layers.items():
+    return final, dropped
+
+
+def _replace_col_attrs(ds: LoomConnection, final: dict[str, np.ndarray], dropped: list[str]) -> None:
+    for k in dropped:
+        if k in ds.ca.keys():
+            del ds.ca[k]
+    for k, v in final.items():
+        ds.ca[k] = v
+
+
+def _write_columns(ds: LoomConnection, blocks: Mapping[str, Any], at: int) -> None:
+    """Write each layer's block into the (already allocated) columns from ``at`` on: stored chunks
+    are copied as they are, other values are converted to the layer's dtype first."""
+    from .layers import LoomLayer, MemoryLoomLayer
+
+    store = ds._store
+    n_rows, total = store.shape
+    for name, matrix in blocks.items():
         if isinstance(matrix, StoredColumns):
-            prepared[name] = matrix  # copied as stored
+            store.copy_columns(name, matrix, at)
             continue
         if isinstance(matrix, LoomLayer | MemoryLoomLayer):
             matrix = matrix[:, :]
         dense = matrix.toarray() if sparse.issparse(matrix) else np.asarray(matrix)
         what = "the main matrix" if name == "" else f"layer {name!r}"
-        prepared[name] = fmt.cast_for_layer(dense, np.dtype(store.layer(name).dtype), what)
-    old_n = shape[1]
-    total = old_n + n_new
-    store.resize_columns(total)
-    rows = AxisSelection.full(n_rows)
-    cols = AxisSelection(total, np.arange(old_n, total, dtype=np.intp), contiguous=slice(old_n, total))
-    for name, block in prepared.items():
-        if isinstance(block, StoredColumns):
-            store.copy_columns(name, block, old_n)
-        else:
-            store.write_layer(name, rows, cols, block)
-    for k in dropped:
-        if k in existing:
-            del ds.ca[k]
-    for k, v in final.items():
-        ds.ca[k] = v
-    store.flush()
+        block = fmt.cast_for_layer(dense, np.dtype(store.layer(name).dtype), what)
+        end = at + block.shape[1]
+        cols = AxisSelection(total, np.arange(at, end, dtype=np.intp), contiguous=slice(at, end))
+        store.write_layer(name, AxisSelection.full(n_rows), cols, block)
 
 
 def key_ordering(this: np.ndarray, other: np.ndarray, key: str) -> np.ndarray:
@@ -300,6 +317,8 @@ def add_loom(
         ordering = None
         if key is not None:
             ordering = key_ordering(ds.ra[key], other.ra[key], key)
+            if np.array_equal(ordering, np.arange(ordering.size)):
+                ordering = None  # rows already in order: chunks may be copied as stored
         missing_layers = set(ds.layers.keys()) - set(other.layers.keys())
         if missing_layers:
             msg = f"{other_file} lacks layers {sorted(missing_layers)} of the target file"
@@ -331,24 +350,29 @@ def add_loom(
         def values_of(band: slice) -> dict[str, Any]:
             cols = AxisSelection.from_key(band, other.shape[1], 1)
             whole = band.stop % chunk == 0  # whole chunk columns: their stored chunks can be copied
-            return {
-                name: StoredColumns(copyable[name], band.start, band.stop)
-                if whole and name in copyable
-                else other._store.read_layer(name, rows, cols)
-                for name in names
-            }
+            values: dict[str, Any] = {}
+            for name in names:
+                if whole and name in copyable:
+                    values[name] = StoredColumns(copyable[name], band.start, band.stop)
+                else:
+                    values[name] = other._store.read_layer(name, rows, cols)
+                    fmt.check_finite(values[name], f"Layer {name!r} of {other_file}")
+            return values
 
         def read_band(band: slice) -> _engine.Job[dict[str, Any]]:
             return (lambda: values_of(band)), lambda _: False
 
+        incoming = {
+            k: fmt.normalize_values(v, f"Column attribute {k!r}") for k, v in [*other.ca.items(), *extra_ca.items()]
+        }
+        final, dropped = _merged_col_attrs(ds, incoming, other.shape[1], fill_values, False)
+        ds._store.resize_columns(n_before + other.shape[1])
         # the next band is read while this one is written (the other file is ours, read-only)
         bands_read = _engine.ahead((read_band(b) for b in band_list), lambda: 0)
-        other_ca = dict(other.ca.items())  # read once, not once per band
         for band, values in zip(band_list, bands_read, strict=True):
-            ca = {k: v[band] for k, v in other_ca.items()}
-            ca.update({k: v[band] for k, v in extra_ca.items()})
-            add_columns(ds, values, ca, fill_values=fill_values)
+            _write_columns(ds, values, n_before + band.start)
             tick(band.stop - band.start)
+        _replace_col_attrs(ds, final, dropped)
         if include_graphs:
             n = n_before
             for name in ds.col_graphs.keys():
