@@ -340,10 +340,11 @@ def read(
     cu, c_inverse = cols.sorted_unique()
     out = read_sorted(layout, ru, cu, transposed, reuse)
     first, second = (c_inverse, r_inverse) if transposed else (r_inverse, c_inverse)
+    # np.take, not fancy indexing: 5-10x faster here, and C-ordered along either axis
     if first is not None:
-        out = out[first]
+        out = np.take(out, first, axis=0)
     if second is not None:
-        out = np.ascontiguousarray(out[:, second])  # numpy returns this one in Fortran order
+        out = np.take(out, second, axis=1)
     return out
 
 
