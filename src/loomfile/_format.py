@@ -98,6 +98,20 @@ def timestamp() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
 
 
+_TIMESTAMP = re.compile(r"\d{8}T\d{6}(\.\d{1,6})?Z?")
+
+
+def check_timestamp(value: object) -> str:
+    """``value`` if it is a timestamp in the form :func:`timestamp` writes, else raise."""
+    if not isinstance(value, str) or not _TIMESTAMP.fullmatch(value):
+        msg = (
+            f"timestamp must be a string like {timestamp()!r} (compact ISO 8601, UTC), "
+            f"not {type(value).__name__} {value!r}"
+        )
+        raise LoomValueError(msg)
+    return value
+
+
 def parse_spec_version(raw: object) -> tuple[int, ...]:
     """Parse a LOOM_SPEC_VERSION value (str, bytes, scalar or array) into a comparable tuple.
 
@@ -269,6 +283,15 @@ def decode_values(raw: Any, dtype: np.dtype[Any]) -> Any:
 # --- attribute values ------------------------------------------------------------------------------
 
 
+def _decode_given_bytes(items: Any, what: str) -> list[str]:
+    """Bytes given by the user as text: UTF-8 (ASCII is a subset), strictly (no guessing)."""
+    try:
+        return [bytes(v).decode("utf-8") for v in items]
+    except UnicodeDecodeError as e:
+        msg = f"{what} holds bytes that are not valid UTF-8 ({e.object[e.start : e.end]!r}); decode them to str first"
+        raise LoomValueError(msg) from None
+
+
 def _object_to_array(values: np.ndarray[Any, Any], what: str) -> np.ndarray[Any, Any]:
     """Resolve an object array into strings or numbers, refusing mixtures and None."""
     flat = values.ravel()
@@ -279,12 +302,15 @@ def _object_to_array(values: np.ndarray[Any, Any], what: str) -> np.ndarray[Any,
         return values
     if all(isinstance(v, bytes | np.bytes_) for v in flat):
         out = np.empty(values.shape, dtype=object)
-        out.ravel()[:] = [decode_bytes(bytes(v)) for v in flat]
+        out.ravel()[:] = _decode_given_bytes(flat, what)
         return out
     if all(isinstance(v, numbers.Number | np.bool_) for v in flat):
         return np.asarray(flat.tolist()).reshape(values.shape)
     kinds = sorted({type(v).__name__ for v in flat})
-    msg = f"{what} mixes value types ({', '.join(kinds)}); convert it to one type (e.g. all str) first"
+    if len(kinds) == 1:
+        msg = f"{what} holds {kinds[0]} values; Loom attributes hold numbers or strings"
+    else:
+        msg = f"{what} mixes value types ({', '.join(kinds)}); convert it to one type (e.g. all str) first"
     raise LoomValueError(msg)
 
 
@@ -295,23 +321,41 @@ def _as_array(values: Any, what: str) -> np.ndarray[Any, Any]:
         values = np.asarray(values)
         if 1 in values.shape:
             values = values.ravel()
+    arr = dense_array(values, what)
+    if arr.dtype.kind in "US" and isinstance(values, list | tuple):
+        # numpy would quietly turn ["a", 1] into ["a", "1"]: check the items themselves.
+        return _object_to_array(np.array(values, dtype=object), what)
+    return arr
+
+
+def dense_array(values: Any, what: str) -> np.ndarray[Any, Any]:
+    """``np.asarray(values)``, refusing ragged nested lists with a message naming ``what``."""
     try:
-        arr = np.asarray(values)
-        if arr.dtype.kind in "US" and isinstance(values, list | tuple):
-            # numpy would quietly turn ["a", 1] into ["a", "1"]: check the items themselves.
-            return _object_to_array(np.array(values, dtype=object), what)
-        return arr
+        return np.asarray(values)
     except ValueError as e:
         msg = f"{what} could not be turned into an array ({e}); ragged lists are not allowed"
         raise LoomValueError(msg) from None
 
 
 def normalize_values(values: Any, what: str, *, allow_scalar: bool = False) -> np.ndarray[Any, Any]:
-    """Validate and convert user values for an attribute into a storable array.
+    """Validate and convert user values for a row, column or global attribute into a storable array.
 
-    Strings become object arrays of ``str``; bool becomes uint8 (Loom has no bool); numbers keep
-    their dtype; structured (compound) arrays of numbers are kept. Anything else is refused with
-    a message naming ``what``.
+    The rules (docs/input-rules.md compares them with what loompy 3.0.8 does):
+
+    - ``str`` is stored as UTF-8 text and read back as an object array of ``str``.
+    - ``bytes`` (every value bytes) are decoded as UTF-8, explicitly and strictly: bytes that are
+      not valid UTF-8 are refused, not escaped or replaced.
+    - ``bool`` becomes uint8 (Loom has no bool type): True/False read back as 1/0.
+    - Integers and floats keep their dtype; a list mixing them becomes float64 (numpy's rule). NaN
+      and infinity are allowed in attributes (only layers refuse them).
+    - ``None`` is refused (loompy stored the text "None"): use "" for missing text, NaN for a
+      missing number.
+    - Mixtures of text and anything else (numbers, bytes, None) are refused, never stringified.
+    - Ragged lists, complex numbers, dicts and other objects are refused, and so are strings
+      containing NUL (HDF5 strings end at the first NUL).
+    - Structured (compound) arrays of numbers and bytes are kept (SCENIC writes them).
+
+    Every refusal is a :class:`LoomValueError` whose message names ``what``.
     """
     arr = _as_array(values, what)
     if arr.ndim == 0 and not allow_scalar:
@@ -331,7 +375,7 @@ def normalize_values(values: Any, what: str, *, allow_scalar: bool = False) -> n
         arr = out
     elif kind == "S":
         out = np.empty(arr.shape, dtype=object)
-        out.ravel()[:] = [decode_bytes(bytes(v)) for v in arr.ravel()]
+        out.ravel()[:] = _decode_given_bytes(arr.ravel(), what)
         arr = out
     elif kind == "V" and arr.dtype.names is not None:
         for field in arr.dtype.names:

@@ -59,6 +59,12 @@ class AxisSelection:
         if arr.ndim != 1:
             if arr.ndim == 0 and arr.dtype.kind in "iu":
                 return cls.from_key(int(arr), n, axis)
+            if arr.ndim == 0:
+                msg = (
+                    f"{where} index must be an integer, a slice, a list of integers or a boolean mask, "
+                    f"not {type(key).__name__} ({key!r})"
+                )
+                raise SelectionError(msg)
             msg = f"{where} selection must be one-dimensional, got shape {arr.shape}"
             raise SelectionError(msg)
         if arr.dtype.kind == "b":

@@ -178,6 +178,7 @@ class LoomConnection(LoompyAliases):
 
     def get_changes_since(self, timestamp: str) -> dict[str, list[str]]:
         """Names of the layers, attributes and graphs modified after ``timestamp``."""
+        timestamp = fmt.check_timestamp(timestamp)
         managers: dict[str, Any] = {
             "row_graphs": self.row_graphs,
             "col_graphs": self.col_graphs,

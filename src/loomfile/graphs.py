@@ -23,9 +23,12 @@ def to_coo(value: Any, n: int, what: str) -> sparse.coo_matrix:
     if sparse.issparse(value):
         g = sparse.coo_matrix(value)
     else:
-        dense = np.asarray(value)
+        dense = fmt.dense_array(value, what)
         if dense.ndim != 2:
             msg = f"{what} must be a 2-D adjacency matrix, got shape {dense.shape}"
+            raise LoomValueError(msg)
+        if dense.dtype.kind not in "iufb":
+            msg = f"{what} has edge weights of dtype {dense.dtype}; weights must be numbers"
             raise LoomValueError(msg)
         g = sparse.coo_matrix(dense)
     if g.shape != (n, n):

@@ -33,7 +33,7 @@ def _shape_values(
     """Broadcast assigned values to the 2-D block (rows.size, cols.size) in the layer's dtype."""
     if sparse.issparse(values):
         values = values.toarray()
-    arr = np.asarray(values)
+    arr = fmt.dense_array(values, f"Values assigned to {what}")
     if arr.dtype.kind not in "iufb":
         msg = f"Values assigned to {what} must be numbers, not {arr.dtype}"
         raise LoomValueError(msg)
@@ -406,7 +406,10 @@ def check_layer_value(
         stored = value.data if value.format in ("csr", "csc", "coo", "bsr") else value.tocoo().data
         fmt.check_finite(np.asarray(stored), what)
     else:
-        arr = np.asarray(value)
+        if value is None:
+            msg = f"{what} is None; a 2-D matrix is needed"
+            raise LoomValueError(msg)
+        arr = fmt.dense_array(value, what)
         if arr.ndim != 2:
             msg = f"{what} must be a 2-D matrix, got shape {arr.shape}"
             raise LoomValueError(msg)
