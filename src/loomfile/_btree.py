@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Any
+from typing import Any, Protocol
 
 import h5py
 import numpy as np
@@ -29,15 +29,41 @@ Records = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # coordinates, 
 READ_AHEAD_RECORDS = 64
 
 
-def _read(fd: int, size: int, offset: int) -> bytes:
-    data = os.pread(fd, size, offset)
+class RangeReader(Protocol):
+    """Reads a file's bytes at given offsets, from any thread (a remote file: see ``_remote``)."""
+
+    def read_into(self, into: memoryview, offset: int) -> int:
+        """Fill ``into`` with the bytes at ``offset``; how many there were (fewer at the end)."""
+        ...
+
+
+Source = int | RangeReader  # where the engine reads a file's bytes: its descriptor, or a reader
+
+
+def read_into(source: Source, into: memoryview, offset: int) -> int:
+    """Positioned read of ``into.nbytes`` bytes at ``offset``; how many were read."""
+    if isinstance(source, int):
+        return os.preadv(source, [into], offset)
+    return source.read_into(into, offset)
+
+
+def read_at(source: Source, size: int, offset: int) -> bytes:
+    """Up to ``size`` bytes at ``offset`` (fewer at the end of the file)."""
+    if isinstance(source, int):
+        return os.pread(source, size, offset)
+    buf = bytearray(size)
+    return bytes(buf[: source.read_into(memoryview(buf), offset)])
+
+
+def _read(fd: Source, size: int, offset: int) -> bytes:
+    data = read_at(fd, size, offset)
     if len(data) != size:
         msg = "short read"
         raise ValueError(msg)
     return data
 
 
-def _messages(fd: int, start: int, size: int) -> list[tuple[int, bytes]]:
+def _messages(fd: Source, start: int, size: int) -> list[tuple[int, bytes]]:
     """(type, body) of the messages in one block of a version-1 object header."""
     block = _read(fd, size, start)
     out, pos = [], 0
@@ -48,7 +74,7 @@ def _messages(fd: int, start: int, size: int) -> list[tuple[int, bytes]]:
     return out
 
 
-def _btree_address(fd: int, header: int, base: int) -> tuple[int, int] | None:
+def _btree_address(fd: Source, header: int, base: int) -> tuple[int, int] | None:
     """(B-tree address, dimensionality) from the Data Layout message of a version-1 object header."""
     prefix = _read(fd, 16, base + header)
     version, _, count, _, size = struct.unpack_from("<BBHII", prefix)
@@ -85,7 +111,7 @@ def _header_address(dset: h5py.Dataset) -> int:
     return int(h5py.h5o.get_info(dset.id).addr)
 
 
-def chunk_records(dset: h5py.Dataset, fd: int, wanted: Wanted | None = None) -> Records | None:
+def chunk_records(dset: h5py.Dataset, fd: Source, wanted: Wanted | None = None) -> Records | None:
     """(chunk coordinates (n, rank), file offsets, stored sizes, filter masks) of every chunk, or None.
 
     With ``wanted`` (grid rows, grid columns), only the chunks in those rows x columns: the walk
@@ -166,7 +192,7 @@ def _member(sorted_values: np.ndarray, x: np.ndarray) -> np.ndarray:
     return sorted_values[at] == x
 
 
-def _walk(fd: int, base: int, root: int, dims: int, capacity: int, prune: _Pruner | None = None) -> Any:
+def _walk(fd: Source, base: int, root: int, dims: int, capacity: int, prune: _Pruner | None = None) -> Any:
     """Every leaf record under ``root``: the chunk key (size, mask, offsets) and the chunk's address.
 
     Each node is fetched with one read of ``capacity`` records (a second read if it holds more).
@@ -180,7 +206,7 @@ def _walk(fd: int, base: int, root: int, dims: int, capacity: int, prune: _Prune
     for _depth in range(64):
         children: list[np.ndarray] = []
         for node in level_nodes:
-            head = os.pread(fd, node_bytes, base + node)
+            head = read_at(fd, node_bytes, base + node)
             if head[:4] != b"TREE" or head[4] != 1:
                 return None
             level, used = head[5], struct.unpack_from("<H", head, 6)[0]

@@ -2,22 +2,21 @@
 
 A :class:`ChunkLayout` is built once per dataset per connection (walking HDF5's chunk index is
 cheap once and costly per query) and dropped whenever the dataset may have changed. It fetches
-compressed chunk bytes with positioned reads on the file descriptor HDF5 already holds, bypassing
-HDF5's per-selection machinery, and decodes them into a reusable per-thread buffer. Datasets it
-cannot read that way (contiguous storage, unknown filters, in-memory or split-file drivers,
-non-numeric types) get no layout, and their reads go through h5py.
+compressed chunk bytes with positioned reads on the file descriptor HDF5 already holds (or through
+a range reader, for a remote file), bypassing HDF5's per-selection machinery, and decodes them into
+a reusable per-thread buffer. Datasets it cannot read that way (contiguous storage, unknown filters,
+in-memory or split-file drivers, non-numeric types) get no layout, and their reads go through h5py.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
 
 import h5py
 import numpy as np
 
-from ._btree import Records, Wanted, chunk_records
+from ._btree import Records, Source, Wanted, chunk_records, read_at, read_into
 from ._codec import LIBDEFLATE, SUPPORTED_FILTERS, Pipeline, corrupt, unshuffle
 from ._errors import LoomFormatError
 
@@ -47,7 +46,7 @@ class ChunkLayout:
     """The chunk grid of one dataset: file offsets, stored sizes and filter masks per chunk."""
 
     def __init__(
-        self, dset: h5py.Dataset, fd: int, filters: tuple[int, ...], wanted: Wanted | None = None
+        self, dset: h5py.Dataset, fd: Source, filters: tuple[int, ...], wanted: Wanted | None = None
     ) -> None:
         self.name = dset.name
         self.fd = fd
@@ -138,7 +137,7 @@ class ChunkLayout:
                 _mask, stored = dset.id.read_direct_chunk(where)
             except (RuntimeError, OSError, ValueError):  # HDF5 has no chunk there: the index lied
                 return False
-            on_disk = os.pread(self.fd, int(self.sizes[r, c]), int(self.offsets[r, c]))
+            on_disk = read_at(self.fd, int(self.sizes[r, c]), int(self.offsets[r, c]))
             if bytes(stored) != on_disk:
                 return False
         return self.wanted is None or self._absent_check(dset)
@@ -198,7 +197,7 @@ class ChunkLayout:
         return raw, positions, sizes, self.masks[:, grid_cols].ravel()
 
     def _pread(self, into: np.ndarray, offset: int) -> None:
-        if os.preadv(self.fd, [into.data], offset) != into.size:
+        if read_into(self.fd, into.data, offset) != into.size:
             msg = f"{self.name} is truncated: chunk bytes at {offset} lie beyond the end of the file"
             raise LoomFormatError(msg)
 
@@ -260,12 +259,15 @@ def fill_of(dset: h5py.Dataset) -> Any:
     return dset.fillvalue if dset.fillvalue is not None else 0
 
 
-def layout_of(dset: h5py.Dataset, wanted: Wanted | None = None, fd: int | None = None) -> ChunkLayout | None:
+def layout_of(
+    dset: h5py.Dataset, wanted: Wanted | None = None, fd: Source | None = None
+) -> ChunkLayout | None:
     """The chunk layout of ``dset``, or None when the engine cannot read it (h5py reads it instead).
 
     ``wanted``: index only the chunks in these (sorted, unique) grid rows x columns (see ChunkLayout).
-    ``fd``: the file's descriptor when HDF5 reads it through a file object (a writable connection);
-    otherwise HDF5's own descriptor is used, with the default driver only.
+    ``fd``: where to read the file's bytes when HDF5 reads it through a file object: the file's
+    descriptor (a writable connection) or a range reader (a remote file); otherwise HDF5's own
+    descriptor is used, with the default driver only.
     """
     if dset.ndim not in (1, 2) or dset.chunks is None or dset.is_virtual or dset.external:
         return None
