@@ -10,14 +10,14 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import h5py
 import numpy as np
 
 from . import _engine, _hdf5chunks, _matrix_io
 from . import _format as fmt
-from ._btree import Wanted
+from ._btree import Source, Wanted
 from ._changes import LAYERS, META, ChangeLog, layer_key
 from ._chunks import ChunkLayout, filters_of, layout_of
 from ._errors import (
@@ -32,6 +32,9 @@ from ._errors import (
 from ._hdf5chunks import StoredColumns
 from ._journal import JournaledFile, interrupts_deferred
 from ._selection import AxisSelection
+
+if TYPE_CHECKING:
+    from ._remote import RemoteFile
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +115,20 @@ ENGINE_MIN_CHUNKS = 64
 class LoomStore:
     """An open Loom file: layout-aware access to its elements."""
 
-    def __init__(self, h5: h5py.File, path: str, journal: JournaledFile | None = None) -> None:
+    def __init__(
+        self,
+        h5: h5py.File,
+        path: str,
+        journal: JournaledFile | None = None,
+        *,
+        remote: RemoteFile | None = None,
+    ) -> None:
         self._h5: h5py.File | None = h5
         self.path = path
         self.journal = journal  # writable connections: undoes a write that fails half way
+        self.remote = remote  # files opened by URL (read-only, see _remote)
+        # Where the engine reads the file's bytes when HDF5 reads it through a file object.
+        self._source: Source | None = journal.fd if journal is not None else remote
         self._depth = 0  # of nested transactions
         self.mode: str = h5.mode
         # Spec-3 files keep global attributes in /attrs; older ones on the root group.
@@ -149,6 +162,8 @@ class LoomStore:
         finally:
             self._h5 = None
             h5.close()
+            if self.remote is not None:
+                self.remote.close()
             if self.journal is not None:
                 self._finish_close(self.journal)
 
@@ -356,7 +371,7 @@ class LoomStore:
         reads the file's bytes, so HDF5's caches are flushed to disk first when the file is writable)."""
         if self.mode != "r":
             self.h5.flush()
-        return layout_of(dset, wanted, None if self.journal is None else self.journal.fd)
+        return layout_of(dset, wanted, self._source)
 
     @atomic
     def write_layer(

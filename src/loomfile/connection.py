@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import scipy.sparse as sparse
 
-from . import _aggregate, _engine, _export, _ops, _progress
+from . import _aggregate, _engine, _export, _ops, _progress, _remote
 from . import _format as fmt
 from ._changes import META, layer_key
 from ._compat import LoompyAliases
@@ -41,11 +41,21 @@ class LoomConnection(LoompyAliases):
             print(ds.shape, ds.ca.keys())
     """
 
-    def __init__(self, filename: str, mode: Mode = "r+", *, validate: bool = True) -> None:
+    def __init__(
+        self,
+        filename: str,
+        mode: Mode = "r+",
+        *,
+        validate: bool = True,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> None:
         if mode not in ("r", "r+"):
             msg = f"Mode must be either 'r' or 'r+', not {mode!r}"
             raise LoomValueError(msg)
         filename = os.fspath(filename)
+        if _remote.is_url(filename):
+            self._attach(filename, _remote.open_store(filename, mode, validate, storage_options))
+            return
         if os.path.isfile(filename):
             recover(filename)  # a write a dead process left half done is undone first (see _journal)
         if validate:
@@ -337,26 +347,36 @@ class LoomConnection(LoompyAliases):
 # --- opening and creating ------------------------------------------------------------------------------
 
 
-def connect(filename: str | os.PathLike[str], mode: Mode = "r+", *, validate: bool = True) -> LoomConnection:
+def connect(
+    filename: str | os.PathLike[str],
+    mode: Mode = "r+",
+    *,
+    validate: bool = True,
+    storage_options: Mapping[str, Any] | None = None,
+) -> LoomConnection:
     """Open a Loom file.
 
     Parameters
     ----------
     filename
-        Path of the file.
+        Path of the file, or a URL (``s3://bucket/key.loom``, ``https://...``: any fsspec URL) of
+        one to read (mode ``"r"`` only; needs ``pip install 'loomfile[remote]'``).
     mode
         ``"r+"`` (read/write, loompy's default) or ``"r"`` (read-only).
     validate
         Check the file's structure first (metadata only, no data reads) and raise a
         :class:`LoomFormatError` that lists the problems. Files written by loompy 2/3, loomR, SCENIC,
         velocyto and anndata pass.
+    storage_options
+        For URLs: options of the fsspec file system (e.g. ``{"anon": True}`` or an S3
+        ``endpoint_url``).
 
     Examples
     --------
     >>> with loomfile.connect("data.loom", "r") as ds:
     ...     genes = ds.ra.Gene
     """
-    return LoomConnection(os.fspath(filename), mode, validate=validate)
+    return LoomConnection(os.fspath(filename), mode, validate=validate, storage_options=storage_options)
 
 
 def _temp_path(target: str) -> str:
