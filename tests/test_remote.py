@@ -126,6 +126,18 @@ def test_s3_reads_a_loompy_file_as_loompy_reads_it(s3: dict[str, Any], tmp_path:
         assert np.array_equal(remote.ca.CellID, lp.ca.CellID)
 
 
+def test_dask_tasks_open_the_url(stored: dict[str, Any]) -> None:
+    import loomfile.dask as ld
+
+    pytest.importorskip("dask")
+    got = ld.map(stored["url"], [np.std], 1, client="threads", block=128, storage_options=stored["options"])
+    with loomfile.connect(stored["path"], "r") as local:
+        assert np.array_equal(got[0], local.map([np.std], axis=1)[0])
+    with loomfile.connect(stored["url"], "r", storage_options=stored["options"]) as remote:
+        arr = remote.layers["spliced"].to_dask(block=256)
+    assert np.array_equal(arr.compute(scheduler="threads"), (stored["matrix"] * 2).astype(np.uint16))
+
+
 def test_byte_ranges_small_large_and_past_the_end(s3: dict[str, Any], tmp_path: Path) -> None:
     data = (
         np.random.default_rng(1)

@@ -228,6 +228,12 @@ def _merged_col_attrs(
             dropped.append(k)
             continue
         final[k] = np.concatenate([old, fmt.normalize_values(new, k)])
+    return final, dropped
+
+
+def _replace_col_attrs(ds: LoomConnection, final: dict[str, np.ndarray], dropped: list[str]) -> None:
+    """Write the merged column attributes, deleting (with a warning) those dropped: only once the
+    layers are written, so that a call which fails does not warn of a drop that never happened."""
     if dropped:
         warnings.warn(
             f"add_columns dropped column attributes not present on both sides: {dropped} "
@@ -235,10 +241,6 @@ def _merged_col_attrs(
             UserWarning,
             stacklevel=4,
         )
-    return final, dropped
-
-
-def _replace_col_attrs(ds: LoomConnection, final: dict[str, np.ndarray], dropped: list[str]) -> None:
     for k in dropped:
         if k in ds.ca.keys():
             del ds.ca[k]

@@ -177,6 +177,10 @@ class LoomConnection(LoompyAliases):
         """The main matrix (or ``layer``) as a ``scipy.sparse.coo_matrix``, optionally sliced."""
         return self.layers["" if layer is None else layer].sparse(rows=rows, cols=cols)
 
+    def to_dask(self, layer: str = "", *, axis: int = 1, block: int | None = None) -> Any:
+        """The main matrix (or ``layer``) as a lazy ``dask.array`` (see :meth:`LoomLayer.to_dask`)."""
+        return self.layers[layer].to_dask(axis=axis, block=block)
+
     # --- timestamps ---------------------------------------------------------------------------------
 
     def last_modified(self) -> str:

@@ -54,10 +54,10 @@ REDUCTIONS: frozenset[Callable[..., Any]] = frozenset(
 )
 
 
-def bands(n: int, width: int) -> Iterator[slice]:
-    """Consecutive slices of at most ``width`` covering ``range(n)``."""
+def bands(n: int, width: int, start: int = 0) -> Iterator[slice]:
+    """Consecutive slices of at most ``width`` covering ``range(start, n)``."""
     width = max(1, width)
-    for lo in range(0, n, width):
+    for lo in range(start, n, width):
         yield slice(lo, min(n, lo + width))
 
 
@@ -139,13 +139,15 @@ class LoomLayer:
 
         return ahead((job(*b) for b in blocks), lambda: store.changes.generation)
 
-    def _bands(self, axis: int, other: AxisSelection) -> Iterator[tuple[slice, Any]]:
-        """(band, vectors) over every row (axis 0) or column (axis 1), a chunk-aligned band at a time;
-        one vector per row of ``vectors`` (column bands come transposed)."""
+    def _bands(
+        self, axis: int, other: AxisSelection, part: slice | None = None
+    ) -> Iterator[tuple[slice, Any]]:
+        """(band, vectors) over every row (axis 0) or column (axis 1) (those in ``part`` if given), a
+        chunk-aligned band at a time; one vector per row of ``vectors`` (column bands come transposed)."""
         n = self.shape[axis]
         chunk = (self._dataset().chunks or (64, 64))[axis]
-
-        blocks = ((*_band_key(b, n, axis, other), b) for b in bands(n, band_width(other.size, chunk)))
+        lo, hi = (0, n) if part is None else (part.start, part.stop)
+        blocks = ((*_band_key(b, n, axis, other), b) for b in bands(hi, band_width(other.size, chunk), lo))
         return self._blocks(blocks, transposed=axis == 1)
 
     def sparse(self, rows: Any = None, cols: Any = None, dtype: Any = None) -> sparse.coo_matrix:
@@ -192,7 +194,22 @@ class LoomLayer:
         other = AxisSelection.from_key(
             slice(None) if selection is None else selection, shape[1 - axis], 1 - axis
         )
-        results = [np.zeros(shape[axis]) for _ in f_list]
+        with _progress.bar(shape[axis], "map", progress, "rows" if axis == 0 else "columns") as tick:
+            return self._map_part(f_list, axis, other, slice(0, shape[axis]), tick)
+
+    def _map_part(
+        self,
+        f_list: Sequence[Callable[[np.ndarray], Any]],
+        axis: int,
+        other: AxisSelection,
+        part: slice,
+        tick: Tick = nothing,
+    ) -> list[np.ndarray]:
+        """``map`` of the rows (axis 0) or columns (axis 1) in ``part`` only, a whole number of chunks
+        from the start of the grid: the same functions on the same vectors, read and reduced the
+        same way (``loomfile.dask`` maps a file one part per task)."""
+        shape = self.shape
+        results = [np.zeros(part.stop - part.start) for _ in f_list]
 
         vectorised = self.dtype.kind == "f" and all(f in REDUCTIONS for f in f_list)
 
@@ -212,16 +229,30 @@ class LoomLayer:
                 return b, apply(store.read_layer(name, *key, transposed=axis == 1, reuse=True))
 
             done: Iterable[tuple[slice, list[Any]]] = ordered(
-                task, bands(n, band_width(other.size, chunk, TASK_ELEMENTS))
+                task, bands(part.stop, band_width(other.size, chunk, TASK_ELEMENTS), part.start)
             )
         else:  # other functions are called one vector at a time, in this thread, as in loompy
-            done = ((band, apply(vectors)) for band, vectors in self._bands(axis, other))
-        with _progress.bar(shape[axis], "map", progress, "rows" if axis == 0 else "columns") as tick:
-            for band, values in done:
-                for out, v in zip(results, values, strict=True):
-                    out[band] = v
-                tick(band.stop - band.start)
+            done = ((band, apply(vectors)) for band, vectors in self._bands(axis, other, part))
+        for band, values in done:
+            for out, v in zip(results, values, strict=True):
+                out[band.start - part.start : band.stop - part.start] = v
+            tick(band.stop - band.start)
         return results
+
+    def to_dask(self, *, axis: int = 1, block: int | None = None) -> Any:
+        """The layer as a lazy ``dask.array``, in blocks of whole chunk columns (``axis=1``) or whole
+        chunk rows (``axis=0``), ``block`` columns (rows) each (rounded down to whole chunks; by
+        default about dask's ``array.chunk-size``).
+
+        Each block is read by a task that opens the file by its path (or URL) and reads through the
+        chunk engine: the array can be computed by ``dask.distributed`` workers in other processes
+        or on other machines that see the same file. Needs ``pip install 'loomfile[dask]'``.
+        """
+        from .dask import layer_array
+
+        remote = self._store.remote
+        options = None if remote is None else remote.storage_options
+        return layer_array(self._store.path, self.name, axis=axis, block=block, storage_options=options)
 
     def _permute(self, ordering: np.ndarray, *, axis: int, tick: Tick = nothing) -> None:
         """Reorder the rows (axis 0) or columns (axis 1) in place, one band of the other axis at a time."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h5py
 import loompy
 import numpy as np
 import pytest
@@ -45,7 +46,9 @@ from loomfile import (
 
 N_ROWS, N_COLS = 12, 10
 SUITE = "bad input"
-LOOMPY_SECONDS = 5  # a loompy case still running after this counts as not handled (scan with batch_size=0 loops forever)
+LOOMPY_SECONDS = (
+    5  # a loompy case still running after this counts as not handled (scan with batch_size=0 loops forever)
+)
 
 
 @dataclass(frozen=True)
@@ -866,10 +869,12 @@ def test_bad_input(
 
     folder = workdir_factory("loomfile")
     before = snapshot(folder)
-    with pytest.raises(case.error, match=case.match):
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(case.error, match=case.match):
+        warnings.simplefilter("always")
         case.act(Env(loomfile, folder))
     gc.collect()
     assert snapshot(folder) == before
+    assert [str(w.message) for w in caught if issubclass(w.category, UserWarning)] == []
 
 
 def same_values(actual: Any, expected: Any) -> bool:
@@ -909,3 +914,14 @@ def test_accepted_input_round_trips(
     loompy_report.record(SUITE, case.id, outcome)
 
     assert same(round_trip(loomfile, case, workdir_factory("loomfile")), case.expected)
+
+
+def test_add_columns_warns_of_dropped_attributes_when_it_drops_them(workdir: Path) -> None:
+    """The other half of the "no warning" check in test_bad_input: a call that succeeds without
+    some column attributes warns, and they are gone."""
+    path = os.fspath(workdir / "main.loom")
+    with loomfile.connect(path) as ds, pytest.warns(UserWarning, match=r"dropped.*'Cluster', 'Score'"):
+        ds.add_columns({"": matrix(N_ROWS, 2), "spliced": matrix(N_ROWS, 2)}, col_attrs(2))
+    with h5py.File(path, "r") as h5:
+        assert sorted(h5["col_attrs"]) == ["CellID"]
+        assert h5["matrix"].shape == (N_ROWS, N_COLS + 2)

@@ -1,0 +1,240 @@
+"""Scaling out on Dask: ``map`` and ``scan`` in parallel tasks, and layers as ``dask.array`` s.
+
+loomfile schedules nothing here: the work is cut into tasks and handed to a Dask scheduler (threads,
+processes, or a ``dask.distributed`` cluster). Every task opens the file by its path or URL, reads
+read-only through the chunk engine and returns a small result; so tasks run in worker processes, or
+on other machines that see the same file (a shared file system, or object storage: see
+``_remote``). Each task covers a whole number of chunk rows or columns (no chunk is decoded twice
+over the cluster), about dask's ``array.chunk-size`` of the layer's values unless told otherwise.
+
+Needs ``pip install 'loomfile[dask]'``; dask is imported only when these functions run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from . import _ops
+from ._errors import LoomValueError
+from ._selection import AxisSelection
+from .connection import SCAN_WHAT, LoomConnection, connect
+
+__all__ = ["layer_array", "map", "scan"]
+
+Options = Mapping[str, Any] | None  # fsspec storage options, for URLs
+
+
+def _dask(module: str = "dask") -> ModuleType:
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        msg = "loomfile.dask needs dask: pip install 'loomfile[dask]'"
+        raise ImportError(msg) from e
+
+
+def _open(path: str, storage_options: Options, validate: bool = False) -> LoomConnection:
+    """A read-only connection, as a task opens it (the caller validated the file once)."""
+    return connect(path, "r", validate=validate, storage_options=storage_options)
+
+
+def _parts(n: int, chunk: int, other: int, itemsize: int, size: int | None) -> list[slice]:
+    """Slices covering ``range(n)``, each ``size`` rows/columns (rounded down to whole chunks, at
+    least one); by default about dask's ``array.chunk-size`` of values with ``other`` on the other axis."""
+    if size is None:
+        target = _dask("dask.utils").parse_bytes(_dask().config.get("array.chunk-size"))
+        size = int(target) // max(1, other * itemsize)
+    if size < 1:
+        msg = f"The size of a block must be at least 1, not {size}"
+        raise LoomValueError(msg)
+    size = max(chunk, size // chunk * chunk)
+    return [slice(lo, min(n, lo + size)) for lo in range(0, n, size)]
+
+
+Geometry = tuple[tuple[int, int], tuple[int, int], np.dtype[Any]]
+
+
+def _geometry(path: str, layer: str, storage_options: Options) -> Geometry:
+    """(shape, chunk shape, dtype) of a layer, validating the file."""
+    with _open(path, storage_options, validate=True) as ds:
+        lay = ds.layers[layer]
+        chunks = lay._dataset().chunks or (64, 64)
+        return lay.shape, (int(chunks[0]), int(chunks[1])), lay.dtype
+
+
+def _compute(tasks: Sequence[Any], client: Any) -> list[Any]:
+    """Compute delayed tasks on ``client`` (a distributed Client or a scheduler name) or dask's default."""
+    return list(_dask().compute(*tasks, scheduler=client))
+
+
+# --- map ------------------------------------------------------------------------------------------
+
+
+def _map_part(
+    path: str,
+    layer: str,
+    f_list: Sequence[Callable[[np.ndarray], Any]],
+    axis: int,
+    selection: Any,
+    part: slice,
+    storage_options: Options,
+) -> list[np.ndarray]:
+    """One task of ``map``: the functions on the rows (columns) in ``part``."""
+    with _open(path, storage_options) as ds:
+        lay = ds.layers[layer]
+        n_other = lay.shape[1 - axis]
+        other = AxisSelection.from_key(slice(None) if selection is None else selection, n_other, 1 - axis)
+        return lay._map_part(f_list, axis, other, part)
+
+
+def map(
+    path: str | os.PathLike[str],
+    f_list: Sequence[Callable[[np.ndarray], Any]],
+    axis: int = 0,
+    *,
+    layer: str = "",
+    client: Any = None,
+    selection: Any = None,
+    block: int | None = None,
+    storage_options: Options = None,
+) -> list[np.ndarray]:
+    """``ds.layers[layer].map(f_list, axis, selection=selection)``, computed in parallel Dask tasks.
+
+    Returns exactly what ``map`` returns: one float64 array per function. ``client``: a
+    ``distributed.Client``, a scheduler name (``"threads"``, ``"processes"``, ``"synchronous"``),
+    or None for dask's default (the current Client if there is one, else threads). ``block``: rows
+    (axis 0) or columns (axis 1) per task. The functions are pickled to the workers.
+
+    Examples
+    --------
+    >>> from dask.distributed import Client
+    >>> client = Client(n_workers=2)
+    >>> means, sds = loomfile.dask.map("data.loom", [np.mean, np.std], axis=0, client=client)
+    """
+    if callable(f_list):
+        msg = "f_list must be a list of functions, not a function itself"
+        raise LoomValueError(msg)
+    if axis not in (0, 1):
+        msg = f"axis must be 0 (rows) or 1 (columns), not {axis!r}"
+        raise LoomValueError(msg)
+    path = os.fspath(path)
+    shape, chunks, dtype = _geometry(path, layer, storage_options)
+    parts = _parts(shape[axis], chunks[axis], shape[1 - axis], dtype.itemsize, block)
+    delayed = _dask().delayed(_map_part, pure=True)
+    tasks = [delayed(path, layer, list(f_list), axis, selection, p, storage_options) for p in parts]
+    results = [np.zeros(shape[axis]) for _ in f_list]
+    for part, values in zip(parts, _compute(tasks, client), strict=True):
+        for out, v in zip(results, values, strict=True):
+            out[part] = v
+    return results
+
+
+# --- scan -----------------------------------------------------------------------------------------
+
+
+def _scan_part(
+    path: str,
+    f: Callable[[int, np.ndarray, Any], Any],
+    positions: np.ndarray,
+    options: dict[str, Any],
+    storage_options: Options,
+) -> list[Any]:
+    """One task of ``scan``: ``f`` on each band of the scan restricted to ``positions``."""
+    with _open(path, storage_options) as ds:
+        return [f(ix, selection, view) for ix, selection, view in ds.scan(items=positions, **options)]
+
+
+def scan(
+    path: str | os.PathLike[str],
+    f: Callable[[int, np.ndarray, Any], Any],
+    *,
+    axis: int,
+    items: Any = None,
+    layers: Iterable[str] | str | None = None,
+    key: str | None = None,
+    batch_size: int = 8 * 64,
+    what: Sequence[str] = SCAN_WHAT,
+    client: Any = None,
+    block: int | None = None,
+    storage_options: Options = None,
+) -> list[Any]:
+    """``[f(ix, selection, view) for ix, selection, view in ds.scan(...)]``, computed in parallel Dask tasks.
+
+    The bands, and the views ``f`` gets, are those ``ds.scan`` yields with the same arguments;
+    the results come back in band order. Each task scans ``block`` rows (axis 0) or columns
+    (axis 1), a whole number of bands. ``f`` is pickled to the workers and should return
+    something small (a reduction of the view, not the view). ``client``: as for :func:`map`.
+    """
+    ax = _ops.check_scan_args(axis, what)
+    if batch_size < 1:
+        msg = f"batch_size must be at least 1, not {batch_size}"
+        raise LoomValueError(msg)
+    path = os.fspath(path)
+    with _open(path, storage_options, validate=True) as ds:
+        n = ds.shape[ax]
+        positions = _ops.scan_items(items, n, ax)
+        layer_names = list(ds.layers.keys()) if layers is None else ([""] if layers == "" else list(layers))
+        lay = ds.layers[layer_names[0] if layer_names else ""]
+        itemsize, n_other = lay.dtype.itemsize, lay.shape[1 - ax]
+    options = {"axis": ax, "layers": layer_names, "key": key, "batch_size": batch_size, "what": list(what)}
+    delayed = _dask().delayed(_scan_part, pure=True)
+    tasks = []
+    for part in _parts(n, batch_size, n_other, itemsize, block):
+        inside = positions[(positions >= part.start) & (positions < part.stop)]
+        if inside.size:
+            tasks.append(delayed(path, f, inside, options, storage_options))
+    return [result for part in _compute(tasks, client) for result in part]
+
+
+# --- dask arrays ----------------------------------------------------------------------------------
+
+
+class _LayerBlocks:
+    """A layer as dask.array.from_array wants it: shape, dtype and ``[key]``; each read opens the
+    file by path (so it pickles as a path and works in any process that sees the file)."""
+
+    def __init__(
+        self, path: str, layer: str, shape: tuple[int, int], dtype: np.dtype[Any], storage_options: Options
+    ) -> None:
+        self.path, self.layer = path, layer
+        self.shape, self.dtype, self.ndim = shape, dtype, 2
+        self.storage_options = None if storage_options is None else dict(storage_options)
+
+    def __getitem__(self, key: Any) -> np.ndarray[Any, Any]:
+        with _open(self.path, self.storage_options) as ds:
+            return np.asarray(ds.layers[self.layer][key])
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        """What identifies the blocks' contents: the file (and its modification time, when local)."""
+        stamp = os.stat(self.path).st_mtime_ns if os.path.exists(self.path) else None
+        options = sorted((self.storage_options or {}).items(), key=lambda kv: kv[0])
+        return ("loomfile", self.path, stamp, self.layer, self.shape, str(self.dtype), repr(options))
+
+
+def layer_array(
+    path: str | os.PathLike[str],
+    layer: str = "",
+    *,
+    axis: int = 1,
+    block: int | None = None,
+    storage_options: Options = None,
+) -> Any:
+    """A layer of the Loom file at ``path`` as a lazy ``dask.array``: blocks of ``block`` whole chunk
+    columns (axis 1) or rows (axis 0), each read by a task that opens the file (see
+    ``LoomLayer.to_dask``)."""
+    if axis not in (0, 1):
+        msg = f"axis must be 0 (blocks of rows) or 1 (blocks of columns), not {axis!r}"
+        raise LoomValueError(msg)
+    path = os.fspath(path)
+    shape, chunks, dtype = _geometry(path, layer, storage_options)
+    parts = _parts(shape[axis], chunks[axis], shape[1 - axis], dtype.itemsize, block)
+    widths = tuple(p.stop - p.start for p in parts)
+    blocks = ((shape[0],), widths) if axis == 1 else (widths, (shape[1],))
+    source = _LayerBlocks(path, layer, shape, dtype, storage_options)
+    da = _dask("dask.array")
+    return da.from_array(source, chunks=blocks, lock=False, fancy=False, meta=np.empty((0, 0), dtype=dtype))
