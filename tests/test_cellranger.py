@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 from pathlib import Path
+from typing import Any
 
+import h5py
 import loompy
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ import scipy.io
 import scipy.sparse as sparse
 
 import loomfile
+from test_importers import assert_same_loom
 
 
 def _write(path: Path, text: str, gz: bool) -> None:
@@ -23,25 +27,73 @@ def _write(path: Path, text: str, gz: bool) -> None:
         path.write_text(text)
 
 
+def _strings(values: list[str]) -> np.ndarray:
+    return np.array([v.encode() for v in values])  # fixed-length bytes, as 10x writes them
+
+
+def write_10x_h5(
+    path: Path,
+    version: int,
+    counts: sparse.csc_matrix,
+    genes: list[str],
+    barcodes: list[str],
+    genomes: tuple[str, ...] = ("mm10",),
+) -> None:
+    """A 10x HDF5 matrix in cellranger's exact layout: v3+ (matrix/ with features/) or v2 (one group per genome)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    gzip_opts = {"compression": "gzip", "shuffle": True}
+    with h5py.File(path, "w") as f:
+        groups = [f.create_group("matrix")] if version >= 3 else [f.create_group(g) for g in genomes]
+        for k, group in enumerate(groups):
+            m = counts if k == 0 else counts[::-1]  # another genome: other counts
+            group.create_dataset("data", data=m.data.astype(np.int32), **gzip_opts)
+            group.create_dataset("indices", data=m.indices.astype(np.int64), **gzip_opts)
+            group.create_dataset("indptr", data=m.indptr.astype(np.int64), **gzip_opts)
+            group.create_dataset("shape", data=np.array(m.shape, dtype=np.int32))
+            group.create_dataset("barcodes", data=_strings(barcodes), **gzip_opts)
+            ids, names = [g.split("\t")[0] for g in genes], [g.split("\t")[1] for g in genes]
+            if version >= 3:
+                f.attrs["filetype"], f.attrs["version"] = "matrix", 2
+                features = group.create_group("features")
+                features.create_dataset("_all_tag_keys", data=_strings(["genome"]))
+                features.create_dataset(
+                    "feature_type", data=_strings(["Gene Expression"] * len(ids)), **gzip_opts
+                )
+                features.create_dataset("genome", data=_strings([genomes[0]] * len(ids)), **gzip_opts)
+                features.create_dataset("id", data=_strings(ids), **gzip_opts)
+                features.create_dataset("name", data=_strings(names), **gzip_opts)
+            else:
+                group.create_dataset("genes", data=_strings(ids), **gzip_opts)
+                group.create_dataset("gene_names", data=_strings(names), **gzip_opts)
+
+
 def make_cellranger(
-    root: Path, version: int, n_genes: int = 40, n_cells: int = 30
+    root: Path, version: int, n_genes: int = 40, n_cells: int = 30, mtx: bool = True, h5: bool = False
 ) -> tuple[Path, np.ndarray]:
+    """A cellranger output folder (v2 or v3 layout) with a matrix-market folder, a 10x HDF5 matrix or
+    both, an analysis folder, _cmdline and _versions; returns it and the dense counts."""
     rng = np.random.default_rng(version)
-    counts = sparse.random(n_genes, n_cells, density=0.15, random_state=version, format="coo")
+    counts = sparse.random(n_genes, n_cells, density=0.15, random_state=version, format="csc")
     counts.data = rng.integers(1, 20, counts.nnz).astype(float)
     sample = root / f"sample{version}"
     gz = version >= 3
-    folder = sample / "outs" / ("filtered_feature_bc_matrix" if gz else "filtered_gene_bc_matrices/mm10")
-    folder.mkdir(parents=True)
-    mtx = folder / "matrix.mtx"
-    scipy.io.mmwrite(str(mtx), counts, field="integer")
-    if gz:
-        _write(folder / "matrix.mtx.gz", mtx.read_text(), True)
-        mtx.unlink()
-    features = "".join(f"ENSMUSG{i:05d}\tGene{i}\tGene Expression\n" for i in range(n_genes))
-    _write(folder / ("features.tsv.gz" if gz else "genes.tsv"), features, gz)
-    barcodes = "".join(f"AAAC{j:06d}-1\n" for j in range(n_cells))
-    _write(folder / ("barcodes.tsv.gz" if gz else "barcodes.tsv"), barcodes, gz)
+    genes = [f"ENSMUSG{i:05d}\tGene{i}\tGene Expression" for i in range(n_genes)]
+    barcodes = [f"AAAC{j:06d}-1" for j in range(n_cells)]
+    if mtx:
+        folder = sample / "outs" / ("filtered_feature_bc_matrix" if gz else "filtered_gene_bc_matrices/mm10")
+        folder.mkdir(parents=True)
+        matrix = folder / "matrix.mtx"
+        scipy.io.mmwrite(str(matrix), counts.tocoo(), field="integer", symmetry="general")
+        if gz:
+            _write(folder / "matrix.mtx.gz", matrix.read_text(), True)
+            matrix.unlink()
+        _write(folder / ("features.tsv.gz" if gz else "genes.tsv"), "".join(g + "\n" for g in genes), gz)
+        _write(
+            folder / ("barcodes.tsv.gz" if gz else "barcodes.tsv"), "".join(b + "\n" for b in barcodes), gz
+        )
+    if h5:
+        name = "filtered_feature_bc_matrix.h5" if gz else "filtered_gene_bc_matrices_h5.h5"
+        write_10x_h5(sample / "outs" / name, version, counts, genes, barcodes)
     tsne = sample / "outs" / "analysis" / "tsne" / "2_components"
     tsne.mkdir(parents=True)
     xy = rng.normal(size=(n_cells, 2))
@@ -53,32 +105,82 @@ def make_cellranger(
     (clusters / "clusters.csv").write_text(
         "Barcode,Cluster\n" + "".join(f"b{j},{1 + j % 3}\n" for j in range(n_cells))
     )
-    (sample / "_cmdline").write_text("cellranger count --id=sample\n")
+    (sample / "_cmdline").write_text("cellranger count --id=sample\n  --transcriptome=/ref/mm10\n")
+    (sample / "_versions").write_text('{\n "pipelines": "3.1.0"\n}\n')
     return sample, counts.toarray()
+
+
+def _import(sample: Path, out: Path, lib: Any, **kwargs: Any) -> str:
+    out.mkdir(exist_ok=True)
+    return lib.create_from_cellranger(os.fspath(sample), os.fspath(out), **kwargs)
 
 
 @pytest.mark.parametrize("version", [2, 3])
 def test_matches_loompy(tmp_path: Path, version: int) -> None:
     sample, counts = make_cellranger(tmp_path, version)
-    out_lf, out_lp = tmp_path / "lf", tmp_path / "lp"
-    out_lf.mkdir()
-    out_lp.mkdir()
-    path_lf = loomfile.create_from_cellranger(os.fspath(sample), os.fspath(out_lf))
-    path_lp = loompy.create_from_cellranger(os.fspath(sample), os.fspath(out_lp))
+    path_lf = _import(sample, tmp_path / "lf", loomfile)
+    path_lp = _import(sample, tmp_path / "lp", loompy)
     assert os.path.basename(path_lf) == os.path.basename(path_lp) == f"sample{version}.loom"
-    with loomfile.connect(path_lf, "r") as lf, loompy.connect(path_lp, "r") as lp:
+    assert_same_loom(path_lf, path_lp)
+    with loomfile.connect(path_lf, "r") as lf:
         np.testing.assert_array_equal(lf[:, :], counts)
-        np.testing.assert_array_equal(lf[:, :], lp[:, :])
-        assert sorted(lf.ra.keys()) == sorted(lp.ra.keys())
-        assert sorted(lf.ca.keys()) == sorted(lp.ca.keys())
-        for name in lp.ra.keys():
-            np.testing.assert_array_equal(lf.ra[name], lp.ra[name])
-        for name in lp.ca.keys():
-            np.testing.assert_array_equal(lf.ca[name], lp.ca[name])
         assert lf.ca.CellID[0] == f"sample{version}:AAAC000000-1"
-        assert lf.attrs.Cmdline == "cellranger count --id=sample"
-        if version == 2:
-            assert lf.attrs.Genome == "mm10"
+        assert lf.attrs.Cmdline == "cellranger count --id=sample\n  --transcriptome=/ref/mm10"
+        assert lf.attrs.Versions == '{  "pipelines": "3.1.0" }'
+        assert ("Genome" in lf.attrs) == (version == 2)
+
+
+def test_genome_argument_on_v3_matches_loompy(tmp_path: Path) -> None:
+    sample, _ = make_cellranger(tmp_path, 3)
+    path_lf = _import(sample, tmp_path / "lf", loomfile, genome="GRCh38", file_attrs={"Cmdline": "mine"})
+    path_lp = _import(sample, tmp_path / "lp", loompy, genome="GRCh38", file_attrs={"Cmdline": "mine"})
+    assert_same_loom(path_lf, path_lp)
+    with loomfile.connect(path_lf, "r") as ds:
+        assert ds.attrs.Genome == "GRCh38" and ds.attrs.Cmdline == "mine"
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_h5_alone_gives_loompys_file_from_the_mtx(tmp_path: Path, version: int) -> None:
+    """loompy cannot read the HDF5 matrix: its file from the matrix-market folder of the same data is the oracle."""
+    sample_h5, counts = make_cellranger(tmp_path / "h5", version, mtx=False, h5=True)
+    sample_mtx, _ = make_cellranger(tmp_path / "mtx", version)
+    path_lf = _import(sample_h5, tmp_path / "lf", loomfile)
+    path_lp = _import(sample_mtx, tmp_path / "lp", loompy)
+    assert_same_loom(path_lf, path_lp)
+    with loomfile.connect(path_lf, "r") as ds:
+        np.testing.assert_array_equal(ds[:, :], counts)
+        assert ds.layers[""].dtype == np.int64
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_h5_and_mtx_of_the_same_data_give_the_same_file(tmp_path: Path, version: int) -> None:
+    sample, _ = make_cellranger(tmp_path, version, h5=True)
+    from_mtx = _import(sample, tmp_path / "auto", loomfile)
+    from_h5 = _import(sample, tmp_path / "h5", loomfile, source="h5")
+    assert_same_loom(from_h5, from_mtx)
+    assert_same_loom(from_mtx, _import(sample, tmp_path / "lp", loompy))
+    keep = [f"sample{version}:AAAC000003-1", f"sample{version}:AAAC000007-1"]
+    selected_h5 = _import(sample, tmp_path / "h5sel", loomfile, source="h5", selected_cellids=keep)
+    selected_mtx = _import(sample, tmp_path / "mtxsel", loomfile, source="mtx", selected_cellids=keep)
+    assert_same_loom(selected_h5, selected_mtx)
+
+
+def test_v2_h5_genome_choice(tmp_path: Path) -> None:
+    counts = sparse.csc_matrix(np.arange(12.0).reshape(3, 4))
+    genes = [f"G{i}\tname{i}" for i in range(3)]
+    barcodes = [f"B{j}" for j in range(4)]
+    sample = tmp_path / "s"
+    write_10x_h5(
+        sample / "outs" / "filtered_gene_bc_matrices_h5.h5", 2, counts, genes, barcodes, ("hg19", "mm10")
+    )
+    with loomfile.connect(_import(sample, tmp_path / "a", loomfile), "r") as ds:
+        np.testing.assert_array_equal(ds[:, :], counts.toarray())
+        assert ds.attrs.Genome == "hg19" and list(ds.ra.Gene) == ["name0", "name1", "name2"]
+    with loomfile.connect(_import(sample, tmp_path / "b", loomfile, genome="mm10"), "r") as ds:
+        np.testing.assert_array_equal(ds[:, :], counts.toarray()[::-1])
+        assert ds.attrs.Genome == "mm10"
+    with pytest.raises(loomfile.LoomNotFoundError, match="no genome 'GRCh38'"):
+        _import(sample, tmp_path / "c", loomfile, genome="GRCh38")
 
 
 def test_selected_cellids_and_missing_folder(tmp_path: Path) -> None:
@@ -90,3 +192,31 @@ def test_selected_cellids_and_missing_folder(tmp_path: Path) -> None:
         np.testing.assert_array_equal(ds[:, :], counts[:, [3, 7]])
     with pytest.raises(FileNotFoundError, match="filtered_feature_bc_matrix"):
         loomfile.create_from_cellranger(os.fspath(tmp_path / "nothing"))
+
+
+def test_missing_and_malformed_inputs(tmp_path: Path) -> None:
+    sample, _ = make_cellranger(tmp_path, 3)
+    folder = sample / "outs" / "filtered_feature_bc_matrix"
+    with pytest.raises(loomfile.LoomNotFoundError, match=re.escape("filtered_feature_bc_matrix.h5")):
+        loomfile.create_from_cellranger(os.fspath(sample), source="h5")
+    (folder / "barcodes.tsv.gz").unlink()
+    with pytest.raises(
+        loomfile.LoomNotFoundError, match=re.escape(f"Barcodes file '{folder / 'barcodes.tsv.gz'}' not found")
+    ):
+        loomfile.create_from_cellranger(os.fspath(sample))
+    _write(folder / "barcodes.tsv.gz", "".join(f"AAAC{j:06d}-1\n" for j in range(30)), True)
+    _write(
+        folder / "matrix.mtx.gz",
+        "%%MatrixMarket matrix coordinate integer general\n40 30 2\n1 1 3\n2 1\n",
+        True,
+    )
+    with pytest.raises(
+        loomfile.LoomFormatError, match=re.escape("matrix.mtx.gz' line 4: '2 1' should be 3 integers")
+    ):
+        loomfile.create_from_cellranger(os.fspath(sample))
+    h5_sample, _ = make_cellranger(tmp_path / "h5", 3, mtx=False, h5=True)
+    with h5py.File(h5_sample / "outs" / "filtered_feature_bc_matrix.h5", "r+") as f:
+        del f["matrix/indptr"]
+    with pytest.raises(loomfile.LoomFormatError, match="no '/matrix/indptr'"):
+        loomfile.create_from_cellranger(os.fspath(h5_sample))
+    assert not list(tmp_path.rglob("*.loom"))

@@ -29,7 +29,7 @@ from ._validator import LoomValidator
 from .attributes import AttributeManager, GlobalAttributeManager
 from .connection import LoomConnection, connect, create, new
 from .graphs import GraphManager
-from .io import create_from_cellranger
+from .io import create_from_cellranger, create_from_matrix_market, create_from_tsv
 from .layers import LayerManager, LoomLayer, MemoryLoomLayer
 from .view import LoomView, ViewManager
 
@@ -62,6 +62,8 @@ __all__ = [
     "create",
     "create_append",
     "create_from_cellranger",
+    "create_from_matrix_market",
+    "create_from_tsv",
     "loom_spec_version",
     "new",
     "timestamp",
