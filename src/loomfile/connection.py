@@ -17,7 +17,7 @@ from . import _aggregate, _engine, _export, _ops, _progress, _remote
 from . import _format as fmt
 from ._changes import META, layer_key
 from ._compat import LoompyAliases
-from ._errors import LoomValueError
+from ._errors import LoomNotFoundError, LoomValueError
 from ._html import to_html
 from ._journal import recover
 from ._selection import AxisSelection
@@ -387,6 +387,12 @@ def _temp_path(target: str) -> str:
     """A new empty file beside ``target``, to be renamed over it when complete. Created with the
     usual permissions (0666 less the umask, as h5py would create the target), not mkstemp's 0600."""
     directory = os.path.dirname(os.path.abspath(target))
+    if os.path.isdir(target):
+        msg = f"'{target}' is a directory; give the path of a file to write"
+        raise LoomValueError(msg)
+    if not os.path.isdir(directory):
+        msg = f"Cannot write '{target}': the folder '{directory}' does not exist"
+        raise LoomNotFoundError(msg)
     while True:
         path = os.path.join(directory, f".{os.path.basename(target)}.{secrets.token_hex(4)}.tmp")
         try:

@@ -379,6 +379,7 @@ class LayerManager(NamedMapping[Any]):
     def _set(self, name: str, value: Any) -> None:
         fmt.check_name("Layer", name, allow_empty=True)
         if self._memory is not None:
+            check_layer_value(value, name, None)  # dtype, NaN, 2-D: as for a file's layers
             matrix = value.values if isinstance(value, MemoryLoomLayer) else np.asarray(value)
             if name != "" and matrix.shape != self._shape:
                 msg = f"Layer {name!r} has shape {matrix.shape}; the view has shape {self._shape}"

@@ -209,10 +209,10 @@ def new_with_bad_attr(env: Env) -> None:
     env.lib.new(env.out, file_attrs={"a/b": "x"}).close()
 
 
-def export_to(layer: str | None = None, fmt: str = "tab") -> Act:
+def export_to(layer: str | None = None, fmt: str = "tab", target: str = "out.tsv") -> Act:
     def act(env: Env) -> None:
         with env.lib.connect(env.path()) as ds:
-            ds.export(env.path("out.tsv"), layer=layer, format=fmt)
+            ds.export(env.path(target), layer=layer, format=fmt)
 
     return act
 
@@ -225,10 +225,10 @@ def add_loom(name: str, **kw: Any) -> Act:
     return act
 
 
-def combine(names: list[str], *, faster: bool = False, **kw: Any) -> Act:
+def combine(names: list[str], *, faster: bool = False, out: str = "made.loom", **kw: Any) -> Act:
     def act(env: Env) -> None:
         function = env.lib.combine_faster if faster else env.lib.combine
-        function([env.path(n) for n in names], env.out, **kw)
+        function([env.path(n) for n in names], env.path(out), **kw)
 
     return act
 
@@ -249,13 +249,15 @@ def connect(name: str, mode: str = "r+", **kw: Any) -> Act:
     return act
 
 
-def set_edges(a: list[int], b: list[int], w: list[float]) -> Callable[[Any], object]:
-    def fn(ds: Any) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            ds.set_edges("E", np.array(a), np.array(b), np.array(w), axis=1)
+def quietly(method: Callable[..., object], *args: Any, **kw: Any) -> None:
+    """A deprecated loompy method, its DeprecationWarning silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        method(*args, **kw)
 
-    return fn
+
+def set_edges(a: list[int], b: list[int], w: list[float]) -> Callable[[Any], object]:
+    return lambda ds: quietly(ds.set_edges, "E", np.array(a), np.array(b), np.array(w), axis=1)
 
 
 # --- the cases ------------------------------------------------------------------------------------------
@@ -318,6 +320,8 @@ CREATION = [
     Case("create attribute of dicts", create(ca={"C": [{"a": 1}] * 10}), V, r"'C'.*dict"),
     Case("create global attribute with /", create(file_attrs={"a/b": 1}), V, r"'a/b'.*'/'"),
     Case("create global attribute None", create(file_attrs={"t": None}), V, r"'t'.*None"),
+    Case("create into a directory", create(target="folder.loom"), V, r"folder\.loom.*directory"),
+    Case("create in a missing folder", create(target="nowhere/made.loom"), NF, r"nowhere.*does not exist"),
     Case("new left empty", new_left_empty, V, r"made\.loom.*empty"),
     Case("new global attribute with /", new_with_bad_attr, V, r"'a/b'.*'/'"),
     Case(
@@ -338,6 +342,12 @@ FILE_OPERATIONS = [
     Case("combine missing input", combine(["main.loom", "nope.loom"]), NF, r"nope\.loom"),
     Case("combine rows mismatch", combine(["main.loom", "fewer_rows.loom"]), V, r"5 rows.*12"),
     Case("combine non-HDF5 input", combine(["main.loom", "notes.txt"]), F, r"notes\.txt"),
+    Case(
+        "combine into a directory",
+        combine(["main.loom", "same_rows.loom"], out="folder.loom"),
+        V,
+        r"directory",
+    ),
     Case("combine empty list", combine([]), V, r"empty"),
     Case("combine missing key", combine(["main.loom", "same_rows.loom"], key="Nope"), K, r"'Nope'"),
     Case("combine missing layer", combine(["main.loom", "no_spliced.loom"]), V, r"spliced"),
@@ -497,9 +507,11 @@ LAYERS = [
     Case("layer ragged", rw(lambda ds: setitem(ds.layers, "x", ragged())), V, r"'x'.*ragged"),
     Case("layer name with /", rw(lambda ds: setitem(ds.layers, "a/b", matrix())), V, r"'a/b'.*'/'"),
     Case("layer name with NUL", rw(lambda ds: setitem(ds.layers, "a\x00", matrix())), V, r"NUL"),
+    Case("layer name ..", rw(lambda ds: setitem(ds.layers, "..", matrix())), V, r"'\.\.'.*not allowed"),
     Case("layer name not a string", rw(lambda ds: setitem(ds.layers, 3, matrix())), V, r"strings.*int"),
     Case("layer bad dtype name", rw(lambda ds: setitem(ds.layers, "x", "notadtype")), V, r"'notadtype'"),
     Case("layer bool dtype name", rw(lambda ds: setitem(ds.layers, "x", "bool")), V, r"'x'.*bool"),
+    Case("set_layer NaN", rw(lambda ds: quietly(ds.set_layer, "x", with_value(NAN))), V, r"'x'.*NaN"),
     Case("layer get missing", rw(lambda ds: ds.layers["nope"]), K, r"layer.*'nope'"),
     Case("layer attribute missing", rw(lambda ds: ds.layers.nope), K, r"layer.*'nope'"),
     Case("layer delete missing", rw(lambda ds: delitem(ds.layers, "nope")), K, r"layer.*'nope'"),
@@ -529,6 +541,20 @@ ATTRIBUTES = [
     Case("ra name not a string", rw(lambda ds: setitem(ds.ra, 5, np.arange(12))), V, r"strings.*int"),
     Case("ra scalar", rw(lambda ds: setattr(ds.ra, "X", 5)), V, r"'X'.*scalar"),
     Case("ca complex", rw(lambda ds: setattr(ds.ca, "X", np.ones(10) * 1j)), V, r"'X'.*complex"),
+    Case(
+        "ca datetimes",
+        rw(lambda ds: setitem(ds.ca, "X", np.arange(10).astype("datetime64[D]"))),
+        V,
+        r"'X'.*datetime64",
+    ),
+    Case("attrs bytes not UTF-8", rw(lambda ds: setitem(ds.attrs, "t", b"\xfe\xff")), V, r"'t'.*UTF-8"),
+    Case(
+        "set_attr of wrong length",
+        rw(lambda ds: quietly(ds.set_attr, "X", np.arange(3), axis=1)),
+        V,
+        r"'X'.*3 values",
+    ),
+    Case("set_attr axis 2", rw(lambda ds: quietly(ds.set_attr, "X", np.arange(10), axis=2)), V, r"axis.*2"),
     Case("ra objects", rw(lambda ds: setitem(ds.ra, "X", [object()] * 12)), V, r"'X'.*object"),
     Case("ra set", rw(lambda ds: setitem(ds.ra, "X", set(range(12)))), V, r"'X'"),
     Case("ra get missing", rw(lambda ds: ds.ra["nope"]), K, r"row attribute.*'nope'"),
@@ -604,6 +630,18 @@ VIEWS = [
         V,
         r"'x'.*\(3, 3\)",
     ),
+    Case(
+        "view layer strings",
+        rw(view_then(lambda v: setitem(v.layers, "x", np.full((2, 2), "a")))),
+        V,
+        r"'x'.*<U1",
+    ),
+    Case(
+        "view layer NaN",
+        rw(view_then(lambda v: setitem(v.layers, "x", np.full((2, 2), NAN)))),
+        V,
+        r"'x'.*NaN",
+    ),
     Case("view write NaN", rw(view_then(lambda v: setitem(v.layers[""], (0, 0), NAN))), V, r"NaN"),
     Case("view permute duplicate", rw(view_then(lambda v: v.permute([0, 0], axis=0))), V, r"permutation"),
     Case("view read out of range", rw(view_then(lambda v: v[5, 0])), S, r"row index 5.*2 rows"),
@@ -614,6 +652,7 @@ OPERATIONS = [
     Case("scan axis 2", rw(lambda ds: scan(ds, axis=2)), V, r"axis"),
     Case("scan items out of range", rw(lambda ds: scan(ds, axis=1, items=[99])), S, r"column index 99"),
     Case("scan short mask", rw(lambda ds: scan(ds, axis=0, items=mask(3))), S, r"row mask has 3"),
+    Case("scan float items", rw(lambda ds: scan(ds, axis=0, items=np.array([0.5]))), S, r"row ind.*float"),
     Case("scan batch size 0", rw(lambda ds: scan(ds, axis=0, batch_size=0)), V, r"batch_size.*0"),
     Case("scan missing key", rw(lambda ds: scan(ds, axis=0, key="nope")), S, r"'nope'"),
     Case("scan missing layer", rw(lambda ds: scan(ds, axis=0, layers=["nope"])), K, r"layer.*'nope'"),
@@ -641,6 +680,14 @@ OPERATIONS = [
         rw(lambda ds: ds.aggregate(group_by=np.zeros(3, int))),
         V,
         r"\(3,\)",
+    ),
+    Case("export into a directory", export_to(target="folder.loom"), V, r"folder\.loom.*directory"),
+    Case("export into a missing folder", export_to(target="nowhere/out.tsv"), NF, r"nowhere.*does not exist"),
+    Case(
+        "aggregate into a directory",
+        lambda env: rw(lambda ds: ds.aggregate(env.path("folder.loom"), group_by="Cluster"))(env),
+        V,
+        r"folder\.loom.*directory",
     ),
     Case("export missing layer", export_to(layer="nope"), K, r"'nope'"),
     Case("export unknown format", export_to(fmt="csv"), V, r"'csv'"),
