@@ -47,12 +47,12 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         "client_kwargs": {"region_name": KEYS["region_name"]},
     }
 
-    def put(path: str, key: str) -> str:
-        client.upload_file(path, BUCKET, key)
+    def put(path: str, key: str, public: bool = False) -> str:
+        client.upload_file(path, BUCKET, key, ExtraArgs={"ACL": "public-read"} if public else None)
         return f"s3://{BUCKET}/{key}"
 
     try:
-        yield {"put": put, "options": options}
+        yield {"put": put, "options": options, "endpoint": endpoint}
     finally:
         server.stop()
 
@@ -124,6 +124,15 @@ def test_s3_reads_a_loompy_file_as_loompy_reads_it(s3: dict[str, Any], tmp_path:
         assert np.array_equal(remote[[5, 1], 300:], lp[:, :][[5, 1], 300:])  # loompy wants sorted indices
         assert list(remote.ra.Gene) == list(lp.ra.Gene)
         assert np.array_equal(remote.ca.CellID, lp.ca.CellID)
+
+
+def test_http_reads_a_public_object(s3: dict[str, Any], stored: dict[str, Any]) -> None:
+    s3["put"](stored["path"], "public/file.loom", public=True)
+    url = f"{s3['endpoint']}/{BUCKET}/public/file.loom"  # plain HTTP range requests, no credentials
+    with loomfile.connect(url, "r") as remote:
+        assert remote._store.chunk_layout("spliced") is not None
+        assert np.array_equal(remote[:, 17:400], stored["matrix"][:, 17:400])
+        assert np.array_equal(remote["spliced"][::3, :], (stored["matrix"] * 2).astype(np.uint16)[::3, :])
 
 
 def test_dask_tasks_open_the_url(stored: dict[str, Any]) -> None:

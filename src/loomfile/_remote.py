@@ -66,7 +66,7 @@ class RemoteFile:
                 cache_options={"maxblocks": CACHE_BLOCKS},
             )
         except FileNotFoundError as e:
-            msg = f"File '{url}' not found"
+            msg = f"File '{url}' not found (or not readable with the credentials given)"
             raise LoomNotFoundError(msg) from e
         self._fs, self._path = fs, path
         self.size = int(self._file.size)
