@@ -184,6 +184,11 @@ def test_to_dask_default_blocks_are_about_dasks_chunk_size(small: tuple[str, np.
     assert arr.chunks[1] == (64, 64, 64, 58)
 
 
+def test_to_dask_needs_a_read_only_connection(small: tuple[str, np.ndarray]) -> None:
+    with loomfile.connect(small[0], "r+") as ds, pytest.raises(loomfile.LoomLockedError, match="mode='r'"):
+        ds.to_dask()
+
+
 def test_bad_arguments(small: tuple[str, np.ndarray]) -> None:
     path, _ = small
     with pytest.raises(loomfile.LoomValueError, match="list of functions"):

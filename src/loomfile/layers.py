@@ -12,7 +12,7 @@ from . import _chunkwrite, _hdf5chunks, _matrix_io, _progress
 from . import _format as fmt
 from ._changes import layer_key
 from ._engine import Job, ahead, ordered
-from ._errors import LoomValueError
+from ._errors import LoomLockedError, LoomValueError
 from ._hdf5chunks import StoredColumns
 from ._mapping import NamedMapping
 from ._progress import Tick, nothing
@@ -246,10 +246,17 @@ class LoomLayer:
 
         Each block is read by a task that opens the file by its path (or URL) and reads through the
         chunk engine: the array can be computed by ``dask.distributed`` workers in other processes
-        or on other machines that see the same file. Needs ``pip install 'loomfile[dask]'``.
+        or on other machines that see the same file (as saved: connect with mode "r", since a
+        connection open for writing locks the file). Needs ``pip install 'loomfile[dask]'``.
         """
         from .dask import layer_array
 
+        if self._store.mode != "r":
+            msg = (
+                f"to_dask() reads '{self._store.path}' in tasks that open it read-only, and this "
+                "connection (mode 'r+') locks it: close it and connect with mode='r'"
+            )
+            raise LoomLockedError(msg)
         remote = self._store.remote
         options = None if remote is None else remote.storage_options
         return layer_array(self._store.path, self.name, axis=axis, block=block, storage_options=options)
