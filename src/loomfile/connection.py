@@ -17,7 +17,7 @@ from . import _aggregate, _engine, _export, _ops, _progress, _remote
 from . import _format as fmt
 from ._changes import META, layer_key
 from ._compat import LoompyAliases
-from ._errors import LoomNotFoundError, LoomValueError
+from ._errors import LoomFormatError, LoomNotFoundError, LoomValueError
 from ._html import to_html
 from ._journal import recover
 from ._selection import AxisSelection
@@ -389,7 +389,7 @@ def _temp_path(target: str) -> str:
     directory = os.path.dirname(os.path.abspath(target))
     if os.path.isdir(target):
         msg = f"'{target}' is a directory; give the path of a file to write"
-        raise LoomValueError(msg)
+        raise LoomFormatError(msg)  # (an OSError, as the IsADirectoryError loompy let through)
     if not os.path.isdir(directory):
         msg = f"Cannot write '{target}': the folder '{directory}' does not exist"
         raise LoomNotFoundError(msg)
