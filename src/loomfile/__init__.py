@@ -29,7 +29,7 @@ from ._validator import LoomValidator
 from .attributes import AttributeManager, GlobalAttributeManager
 from .connection import LoomConnection, connect, create, new
 from .graphs import GraphManager
-from .io import create_from_cellranger, create_from_matrix_market, create_from_tsv
+from .io import create_from_cellranger, create_from_matrix_market, create_from_tsv, from_anndata
 from .layers import LayerManager, LoomLayer, MemoryLoomLayer
 from .view import LoomView, ViewManager
 
@@ -64,6 +64,7 @@ __all__ = [
     "create_from_cellranger",
     "create_from_matrix_market",
     "create_from_tsv",
+    "from_anndata",
     "loom_spec_version",
     "new",
     "timestamp",

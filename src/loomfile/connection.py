@@ -181,6 +181,13 @@ class LoomConnection(LoompyAliases):
         """The main matrix (or ``layer``) as a lazy ``dask.array`` (see :meth:`LoomLayer.to_dask`)."""
         return self.layers[layer].to_dask(axis=axis, block=block)
 
+    def to_anndata(self, **options: Any) -> Any:
+        """The file as an ``anndata.AnnData`` (cells x genes), mapped as ``anndata.io.read_loom``
+        does; options and mapping: :func:`loomfile.io.anndata.to_anndata`, docs/anndata.md."""
+        from .io.anndata import to_anndata
+
+        return to_anndata(self, **options)
+
     # --- timestamps ---------------------------------------------------------------------------------
 
     def last_modified(self) -> str:

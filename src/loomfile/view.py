@@ -150,6 +150,12 @@ class LoomView:
     def _repr_html_(self) -> str:
         return to_html(self)
 
+    def to_anndata(self, **options: Any) -> Any:
+        """The view as an ``anndata.AnnData`` (cells x genes), as :meth:`LoomConnection.to_anndata`."""
+        from .io.anndata import to_anndata
+
+        return to_anndata(self, **options)
+
     def permute(self, ordering: Any, *, axis: int) -> None:
         """Reorder the view's rows (axis 0) or columns (axis 1) in memory."""
         from ._ops import check_ordering

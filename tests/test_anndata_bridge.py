@@ -1,0 +1,512 @@
+"""The AnnData bridge against anndata itself (read_loom) and loompy 3.0.8 as oracles."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tracemalloc
+import warnings
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import loompy
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sparse
+
+import loomfile
+from loomfile.io.anndata import AnnDataImportError
+
+N_GENES, N_CELLS = 70, 90  # not multiples of the 64 x 64 chunks: partial chunks on both axes
+LAYER_DTYPES = ["float32", "float64", "uint16", "int32"]
+
+
+def dense(m: Any) -> np.ndarray:
+    return m.toarray() if sparse.issparse(m) else np.asarray(m)
+
+
+def random_graph(rng: np.random.Generator, n: int, edges: int) -> sparse.coo_matrix:
+    a, b = rng.integers(0, n, edges), rng.integers(0, n, edges)
+    keep = np.unique(a * n + b, return_index=True)[1]  # no duplicate edges
+    return sparse.coo_matrix((rng.random(keep.size), (a[keep], b[keep])), shape=(n, n))
+
+
+def make_loom(path: Path, dtype: str, *, spliced: bool, seed: int = 1) -> dict[str, Any]:
+    """A Loom file with layers, 1-D and 2-D attributes of each kind, graphs and global attributes;
+    returns what was written."""
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(0.4, (N_GENES, N_CELLS)).astype(dtype)
+    layers = {"": counts, "unspliced": (counts * 2).astype(dtype)}
+    if spliced:
+        layers["spliced"] = (counts + 1).astype(dtype)
+    row_attrs = {
+        "Gene": np.array([f"G{i}" for i in range(N_GENES)], dtype=object),
+        "Accession": np.array([f"ENSG{i:05d}" for i in range(N_GENES)], dtype=object),
+        "GC": rng.random(N_GENES),
+        "Selected": rng.integers(0, 2, N_GENES),
+        "Loadings": rng.normal(size=(N_GENES, 3)),
+    }
+    col_attrs = {
+        "CellID": np.array([f"cell_{j}" for j in range(N_CELLS)], dtype=object),
+        "ClusterID": rng.integers(0, 5, N_CELLS),
+        "Size": rng.random(N_CELLS).astype(np.float32),
+        "Valid": rng.random(N_CELLS) < 0.5,
+        "Column": rng.random((N_CELLS, 1)),
+        "PCA": rng.normal(size=(N_CELLS, 4)),
+    }
+    file_attrs = {"title": "a test file", "version": 3, "weights": np.arange(4.0)}
+    loomfile.create(os.fspath(path), layers, row_attrs, col_attrs, file_attrs=file_attrs)
+    graphs = {"KNN": random_graph(rng, N_CELLS, 300), "net": random_graph(rng, N_GENES, 150)}
+    with loomfile.connect(path) as ds:
+        ds.col_graphs["KNN"] = graphs["KNN"]
+        ds.row_graphs["net"] = graphs["net"]
+    return {"layers": layers, "graphs": graphs, "file_attrs": file_attrs}
+
+
+def assert_same_matrix(ours: Any, expected: Any, *, as_sparse: bool) -> None:
+    assert sparse.issparse(ours) == as_sparse
+    if as_sparse:
+        assert ours.format == "csr"
+    np.testing.assert_array_equal(dense(ours), dense(expected))
+
+
+def assert_same_arrays(ours: Any, theirs: Any) -> None:
+    assert sorted(ours.keys()) == sorted(theirs.keys())
+    for key in theirs.keys():
+        np.testing.assert_array_equal(np.asarray(ours[key]), np.asarray(theirs[key]))
+
+
+# --- Loom -> AnnData, against anndata.io.read_loom ----------------------------------------------------
+
+
+@pytest.mark.parametrize("as_sparse", [True, False], ids=["sparse", "dense"])
+@pytest.mark.parametrize("spliced", [False, True], ids=["plain", "velocyto"])
+@pytest.mark.parametrize("dtype", LAYER_DTYPES)
+def test_to_anndata_matches_read_loom(tmp_path: Path, dtype: str, spliced: bool, as_sparse: bool) -> None:
+    path = tmp_path / "f.loom"
+    written = make_loom(path, dtype, spliced=spliced)
+    theirs = ad.io.read_loom(path, sparse=as_sparse)
+    with loomfile.connect(path, "r") as ds:
+        ours = ds.to_anndata(sparse=as_sparse)
+
+    assert ours.shape == theirs.shape == (N_CELLS, N_GENES)
+    assert ours.X.dtype == theirs.X.dtype == np.float32
+    assert_same_matrix(ours.X, theirs.X, as_sparse=as_sparse)
+    expected_x = written["layers"]["spliced" if spliced else ""].T
+    np.testing.assert_array_equal(dense(ours.X), expected_x.astype(np.float32))
+
+    assert sorted(ours.layers.keys()) == sorted(theirs.layers.keys())
+    for key in theirs.layers.keys():
+        assert_same_matrix(ours.layers[key], theirs.layers[key], as_sparse=as_sparse)
+        assert ours.layers[key].dtype == np.dtype(dtype)  # read_loom's sparse layers are float64
+    pd.testing.assert_frame_equal(ours.obs, theirs.obs, check_like=True)
+    pd.testing.assert_frame_equal(ours.var, theirs.var, check_like=True)
+    assert list(ours.obs_names) == [f"cell_{j}" for j in range(N_CELLS)]
+    assert_same_arrays(ours.obsm, theirs.obsm)
+    assert_same_arrays(ours.varm, theirs.varm)
+
+    # What read_loom drops: graphs and global attributes.
+    assert len(theirs.obsp) == len(theirs.varp) == len(theirs.uns) == 0
+    with loompy.connect(os.fspath(path), "r") as lp:
+        np.testing.assert_array_equal(ours.obsp["KNN"].toarray(), lp.col_graphs["KNN"].toarray())
+        np.testing.assert_array_equal(ours.varp["net"].toarray(), lp.row_graphs["net"].toarray())
+        assert sorted(ours.uns) == sorted(k for k in lp.attrs.keys() if k != "LOOM_SPEC_VERSION")
+        for key in ours.uns:
+            np.testing.assert_array_equal(ours.uns[key], lp.attrs[key])
+    np.testing.assert_array_equal(ours.obsp["KNN"].toarray(), written["graphs"]["KNN"].toarray())
+    assert ours.uns["title"] == "a test file"
+    assert ours.obsp["KNN"].format == "csr"
+
+
+def test_to_anndata_options_match_read_loom(tmp_path: Path) -> None:
+    path = tmp_path / "f.loom"
+    make_loom(path, "float32", spliced=True)
+    with loomfile.connect(path) as ds:
+        ds.ca["Batch"] = np.full(N_CELLS, "b1", dtype=object)  # one value: cleanup moves it to uns
+    options: dict[str, Any] = {
+        "X_name": "unspliced",
+        "dtype": "float64",
+        "varm_mapping": {"X_gc": ["GC", "Selected"]},
+        "cleanup": True,
+        "sparse": False,
+    }
+    theirs = ad.io.read_loom(path, **options)
+    with loomfile.connect(path, "r") as ds:
+        ours = ds.to_anndata(**options)
+    assert ours.X.dtype == theirs.X.dtype == np.float64
+    np.testing.assert_array_equal(ours.X, theirs.X)
+    assert_same_arrays(ours.varm, theirs.varm)
+    pd.testing.assert_frame_equal(ours.var, theirs.var, check_like=True)
+    pd.testing.assert_frame_equal(ours.obs, theirs.obs, check_like=True)
+    assert ours.uns["loom-obs"] == theirs.uns["loom-obs"]
+    assert theirs.uns["loom-obs"] == {"Batch": "b1"}
+
+
+def test_to_anndata_layers_and_dtype(tmp_path: Path) -> None:
+    path = tmp_path / "f.loom"
+    written = make_loom(path, "uint16", spliced=True)
+    with loomfile.connect(path, "r") as ds:
+        only_x = ds.to_anndata(layers=[], dtype=None)
+        main = ds.to_anndata(X_name="", layers=["", "spliced"])
+    assert len(only_x.layers) == 0
+    assert only_x.X.dtype == np.uint16
+    np.testing.assert_array_equal(dense(only_x.X), written["layers"]["spliced"].T)
+    assert sorted(main.layers.keys()) == ["matrix", "spliced"]
+    np.testing.assert_array_equal(dense(main.X), written["layers"][""].T)
+    np.testing.assert_array_equal(dense(main.layers["matrix"]), written["layers"][""].T)
+
+
+def test_to_anndata_keeps_non_ascii_text(tmp_path: Path) -> None:
+    """loompy 3.0.8 (under read_loom) drops non-ASCII characters from strings; loomfile keeps them."""
+    path = tmp_path / "f.loom"
+    cells = np.array(["naïve_T", "B_cell", "Treg_β"], dtype=object)
+    genes = np.array(["S6Kβ", "Actb"], dtype=object)
+    loomfile.create(
+        os.fspath(path), np.ones((2, 3), np.float32), {"Gene": genes}, {"CellID": cells, "Label": cells}
+    )
+    theirs = ad.io.read_loom(path)
+    with loomfile.connect(path, "r") as ds:
+        ours = ds.to_anndata()
+    assert list(ours.obs_names) == list(cells)
+    assert list(ours.obs["Label"]) == list(cells)
+    assert list(ours.var_names) == list(genes)
+    assert list(theirs.obs_names) == ["nave_T", "B_cell", "Treg_"]
+
+
+def test_to_anndata_without_name_attributes(tmp_path: Path) -> None:
+    path = tmp_path / "f.loom"
+    loomfile.create(os.fspath(path), np.eye(3, 4, dtype=np.float32), {"n": np.arange(3)}, {"m": np.arange(4)})
+    theirs = ad.io.read_loom(path)
+    with loomfile.connect(path, "r") as ds, warnings.catch_warnings():
+        warnings.simplefilter("error")  # read_loom warns "Transforming to str index"; this does not
+        ours = ds.to_anndata()
+    assert list(ours.obs_names) == list(theirs.obs_names) == ["0", "1", "2", "3"]
+    assert list(ours.var_names) == list(theirs.var_names) == ["0", "1", "2"]
+    pd.testing.assert_frame_equal(ours.obs, theirs.obs)
+
+
+def test_compound_attribute_becomes_obsm_frame(tmp_path: Path) -> None:
+    """SCENIC's compound regulon attributes: an obsm DataFrame, and back (read_loom cannot hold them)."""
+    path = tmp_path / "f.loom"
+    auc = np.zeros(4, dtype=[("RegA", "f8"), ("RegB", "f4")])
+    auc["RegA"], auc["RegB"] = [0.1, 0.2, 0.3, 0.4], [1, 2, 3, 4]
+    loomfile.create(os.fspath(path), np.ones((3, 4), np.float32), {}, {"RegulonsAUC": auc})
+    with loomfile.connect(path, "r") as ds:
+        adata = ds.to_anndata()
+    frame = adata.obsm["RegulonsAUC"]
+    assert list(frame.columns) == ["RegA", "RegB"]
+    np.testing.assert_array_equal(frame["RegB"].to_numpy(), auc["RegB"])
+    out = tmp_path / "back.loom"
+    loomfile.from_anndata(adata, out)
+    with loompy.connect(os.fspath(out), "r", validate=False) as lp:  # its validator refuses compound types
+        back = lp.ca["RegulonsAUC"]
+    assert back.dtype.names == ("RegA", "RegB")
+    np.testing.assert_array_equal(back["RegA"], auc["RegA"])
+
+
+@pytest.mark.parametrize("as_sparse", [True, False], ids=["sparse", "dense"])
+def test_view_to_anndata(tmp_path: Path, as_sparse: bool) -> None:
+    path = tmp_path / "f.loom"
+    make_loom(path, "float32", spliced=False)
+    rows, cols = np.arange(5, 60, 3), np.flatnonzero(np.arange(N_CELLS) % 4 != 1)
+    full = ad.io.read_loom(path, sparse=False)[cols, rows].copy()
+    with loomfile.connect(path, "r") as ds:
+        whole = ds.to_anndata()
+        ours = ds.view[rows, cols].to_anndata(sparse=as_sparse)
+    assert ours.shape == (cols.size, rows.size)
+    np.testing.assert_array_equal(dense(ours.X), full.X)
+    for key in full.layers.keys():
+        assert_same_matrix(ours.layers[key], full.layers[key], as_sparse=as_sparse)
+    pd.testing.assert_frame_equal(ours.obs, full.obs, check_like=True)
+    pd.testing.assert_frame_equal(ours.var, full.var, check_like=True)
+    assert_same_arrays(ours.obsm, full.obsm)
+    np.testing.assert_array_equal(ours.obsp["KNN"].toarray(), whole.obsp["KNN"][cols][:, cols].toarray())
+    np.testing.assert_array_equal(ours.varp["net"].toarray(), whole.varp["net"][rows][:, rows].toarray())
+    assert ours.uns["title"] == "a test file"
+
+
+# --- AnnData -> Loom -----------------------------------------------------------------------------------
+
+
+def make_anndata(dtype: str, as_sparse: bool, seed: int = 2) -> ad.AnnData:
+    """An AnnData with every kind of item from_anndata writes."""
+    rng = np.random.default_rng(seed)
+    n_obs, n_vars = 80, 66
+    counts = rng.poisson(0.3, (n_obs, n_vars)).astype(dtype)
+    x = sparse.csr_matrix(counts) if as_sparse else counts
+    obs = pd.DataFrame(
+        {
+            "n_counts": counts.sum(axis=1).astype(np.float64),
+            "batch": pd.Categorical(rng.choice(["a", "b", "c"], n_obs)),
+            "leiden": pd.Categorical(rng.integers(0, 4, n_obs)),
+            "label": [f"L{j % 7}" for j in range(n_obs)],
+            "is_doublet": rng.random(n_obs) < 0.1,
+            "score": pd.array(rng.integers(0, 9, n_obs), dtype="Int64"),
+            "missing": np.where(rng.random(n_obs) < 0.2, np.nan, 1.0),
+        },
+        index=[f"AAAC-{j}" for j in range(n_obs)],
+    )
+    var = pd.DataFrame(
+        {"gene_ids": [f"ENSG{i}" for i in range(n_vars)], "highly_variable": rng.random(n_vars) < 0.3},
+        index=[f"gene{i}" for i in range(n_vars)],
+    )
+    adata = ad.AnnData(x, obs=obs, var=var)
+    adata.layers["counts"] = (x * 3).astype(dtype) if as_sparse else counts * 3
+    adata.obsm["X_pca"] = rng.normal(size=(n_obs, 5)).astype(np.float32)
+    adata.obsm["X_umap"] = rng.normal(size=(n_obs, 2))
+    adata.varm["PCs"] = rng.normal(size=(n_vars, 5))
+    adata.obsp["connectivities"] = random_graph(rng, n_obs, 400).tocsr()
+    adata.varp["coexpression"] = random_graph(rng, n_vars, 100).tocsr()
+    adata.uns["title"] = "from anndata"
+    adata.uns["leiden_colors"] = ["#1f77b4", "#ff7f0e", "#279e68", "#d62728"]
+    adata.uns["resolution"] = 0.8
+    adata.uns["pca_variance"] = rng.random(5)
+    return adata
+
+
+def expected_obs(adata: ad.AnnData) -> pd.DataFrame:
+    """obs as Loom holds it: categories as their values, bools as uint8, nullable ints as int64."""
+    obs = adata.obs.copy()
+    obs["batch"] = obs["batch"].astype(str).astype(object)
+    obs["leiden"] = obs["leiden"].astype(np.int64)
+    obs["is_doublet"] = obs["is_doublet"].astype(np.uint8)
+    obs["score"] = obs["score"].astype(np.int64)
+    obs.index.name = "CellID"
+    return obs
+
+
+@pytest.mark.parametrize("as_sparse", [True, False], ids=["sparse", "dense"])
+@pytest.mark.parametrize("dtype", LAYER_DTYPES)
+def test_from_anndata_read_back_by_anndata(tmp_path: Path, dtype: str, as_sparse: bool) -> None:
+    adata = make_anndata(dtype, as_sparse)
+    path = tmp_path / "out.loom"
+    loomfile.from_anndata(adata, path)
+    back = ad.io.read_loom(path, sparse=as_sparse, dtype=dtype)
+    assert back.shape == adata.shape
+    assert back.X.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(dense(back.X), dense(adata.X))
+    np.testing.assert_array_equal(dense(back.layers["counts"]), dense(adata.layers["counts"]))
+    pd.testing.assert_frame_equal(back.obs, expected_obs(adata), check_like=True)
+    var = adata.var.assign(highly_variable=adata.var["highly_variable"].astype(np.uint8))
+    var.index.name = "Gene"
+    pd.testing.assert_frame_equal(back.var, var, check_like=True)
+    assert_same_arrays(back.obsm, adata.obsm)
+    assert_same_arrays(back.varm, adata.varm)
+
+
+@pytest.mark.parametrize("as_sparse", [True, False], ids=["sparse", "dense"])
+@pytest.mark.parametrize("dtype", ["float32", "int64"])
+def test_from_anndata_read_back_by_loompy(tmp_path: Path, dtype: str, as_sparse: bool) -> None:
+    adata = make_anndata(dtype, as_sparse)
+    path = tmp_path / "out.loom"
+    loomfile.from_anndata(adata, path)
+    with loompy.connect(os.fspath(path), "r") as lp:
+        assert lp.shape == (adata.n_vars, adata.n_obs)
+        assert lp.layers[""].dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(lp[:, :], dense(adata.X).T)
+        np.testing.assert_array_equal(lp.layers["counts"][:, :], dense(adata.layers["counts"]).T)
+        np.testing.assert_array_equal(lp.ca.CellID, adata.obs_names)
+        np.testing.assert_array_equal(lp.ra.Gene, adata.var_names)
+        np.testing.assert_array_equal(lp.ca.batch, adata.obs["batch"].astype(str))
+        np.testing.assert_array_equal(lp.ca.X_pca, adata.obsm["X_pca"])
+        np.testing.assert_array_equal(lp.ra.PCs, adata.varm["PCs"])
+        np.testing.assert_array_equal(
+            lp.col_graphs["connectivities"].toarray(), adata.obsp["connectivities"].toarray()
+        )
+        np.testing.assert_array_equal(
+            lp.row_graphs["coexpression"].toarray(), adata.varp["coexpression"].toarray()
+        )
+        assert lp.attrs["title"] == "from anndata"
+        assert list(lp.attrs["leiden_colors"]) == adata.uns["leiden_colors"]
+        np.testing.assert_array_equal(lp.attrs["pca_variance"], adata.uns["pca_variance"])
+        assert lp.attrs["LOOM_SPEC_VERSION"] == "3.0.0"
+
+
+@pytest.mark.parametrize("as_sparse", [True, False], ids=["sparse", "dense"])
+@pytest.mark.parametrize("dtype", LAYER_DTYPES)
+def test_round_trip_through_loomfile(tmp_path: Path, dtype: str, as_sparse: bool) -> None:
+    """from_anndata then to_anndata gives the AnnData back, graphs and uns included."""
+    adata = make_anndata(dtype, as_sparse)
+    path = tmp_path / "out.loom"
+    loomfile.from_anndata(adata, path)
+    with loomfile.connect(path, "r") as ds:
+        back = ds.to_anndata(sparse=as_sparse, dtype=None)
+    assert back.X.dtype == np.dtype(dtype)
+    assert_same_matrix(back.X, adata.X, as_sparse=as_sparse)
+    assert_same_matrix(back.layers["counts"], adata.layers["counts"], as_sparse=as_sparse)
+    assert back.layers["counts"].dtype == adata.layers["counts"].dtype
+    pd.testing.assert_frame_equal(back.obs, expected_obs(adata), check_like=True)
+    assert list(back.var_names) == list(adata.var_names)
+    assert_same_arrays(back.obsm, adata.obsm)
+    assert_same_arrays(back.varm, adata.varm)
+    assert back.obsm["X_pca"].dtype == np.float32
+    for key in ("connectivities",):
+        np.testing.assert_allclose(back.obsp[key].toarray(), adata.obsp[key].toarray())
+    np.testing.assert_allclose(back.varp["coexpression"].toarray(), adata.varp["coexpression"].toarray())
+    assert back.uns["title"] == adata.uns["title"]
+    assert back.uns["resolution"] == adata.uns["resolution"]
+    assert list(back.uns["leiden_colors"]) == adata.uns["leiden_colors"]
+    np.testing.assert_array_equal(back.uns["pca_variance"], adata.uns["pca_variance"])
+
+
+def test_loom_round_trip_keeps_the_file(tmp_path: Path) -> None:
+    """Loom -> AnnData -> Loom, with cleanup: every layer, attribute, graph and global attribute back."""
+    path, out = tmp_path / "f.loom", tmp_path / "g.loom"
+    make_loom(path, "float32", spliced=False)
+    with loomfile.connect(path) as ds:
+        ds.ra["Species"] = np.full(N_GENES, "mouse", dtype=object)
+        adata = ds.to_anndata(cleanup=True, dtype=None)
+    assert adata.uns["loom-var"] == {"Species": "mouse"}
+    loomfile.from_anndata(adata, out)
+    with loompy.connect(os.fspath(path), "r") as a, loompy.connect(os.fspath(out), "r") as b:
+        assert sorted(a.layers.keys()) == sorted(b.layers.keys())
+        for name in a.layers.keys():
+            np.testing.assert_array_equal(a.layers[name][:, :], b.layers[name][:, :])
+        for mine, theirs in ((a.ra, b.ra), (a.ca, b.ca)):
+            assert sorted(mine.keys()) == sorted(theirs.keys())
+            for key in mine.keys():
+                expected = mine[key][:, 0] if key == "Column" else mine[key]  # (n, 1) reads as a column
+                np.testing.assert_array_equal(theirs[key], expected)
+        np.testing.assert_array_equal(a.col_graphs["KNN"].toarray(), b.col_graphs["KNN"].toarray())
+        assert {k: a.attrs[k] for k in ("title", "CreationDate")} == {
+            k: b.attrs[k] for k in ("title", "CreationDate")
+        }
+
+
+# --- memory: sparse stays sparse ---------------------------------------------------------------------
+
+
+def test_sparse_paths_never_densify(tmp_path: Path) -> None:
+    """A 0.2% dense matrix whose dense form is 400 MB goes both ways with a fraction of that traced
+    (the chunk engine's blocks and the nonzeros; about 30 MB writing and 70 MB reading)."""
+    n_obs, n_vars = 10_000, 10_000
+    rng = np.random.default_rng(3)
+    cells, genes = np.repeat(np.arange(n_obs), 20), rng.integers(0, n_vars, n_obs * 20)
+    x = sparse.csr_matrix((rng.random(cells.size, np.float32) + 1, (cells, genes)), shape=(n_obs, n_vars))
+    adata = ad.AnnData(x)
+    path = tmp_path / "big.loom"
+    dense_bytes = n_obs * n_vars * 4
+    tracemalloc.start()
+    try:
+        loomfile.from_anndata(adata, path)
+        _, write_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        with loomfile.connect(path, "r") as ds:
+            back = ds.to_anndata()
+        _, read_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (x != back.X).nnz == 0
+    assert write_peak < dense_bytes / 4
+    assert read_peak < dense_bytes / 4
+
+
+# --- bad input -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_adata() -> ad.AnnData:
+    return make_anndata("float32", True)
+
+
+def test_from_anndata_refuses_non_anndata(tmp_path: Path) -> None:
+    with pytest.raises(loomfile.LoomValueError, match=r"needs an anndata\.AnnData, not ndarray"):
+        loomfile.from_anndata(np.zeros((2, 2)), tmp_path / "x.loom")
+
+
+def test_from_anndata_refuses_missing_x(tmp_path: Path) -> None:
+    adata = ad.AnnData(obs=pd.DataFrame(index=["a", "b"]), var=pd.DataFrame(index=["g"]))
+    with pytest.raises(loomfile.LoomValueError, match="has no X"):
+        loomfile.from_anndata(adata, tmp_path / "x.loom")
+    assert not (tmp_path / "x.loom").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda a: a.uns.__setitem__("neighbors", {"params": {"k": 15}}), r"uns\['neighbors'\] is a dict"),
+        (lambda a: a.uns.__setitem__("table", pd.DataFrame({"x": [1]})), r"uns\['table'\] is a DataFrame"),
+        (lambda a: a.uns.__setitem__("LOOM_SPEC_VERSION", "2.0.1"), "spec version"),
+        (lambda a: a.uns.__setitem__("nothing", None), r"uns\['nothing'\]"),
+        (lambda a: a.obs.__setitem__("CellID", "x"), "obs_names 'CellID' and the obs column 'CellID'"),
+        (lambda a: a.obs.__setitem__("X_pca", 1.0), "obsm 'X_pca' and the obs column 'X_pca'"),
+        (lambda a: a.obs.__setitem__("when", pd.Timestamp("2024-01-01")), r"obs column.*datetime64"),
+        (
+            lambda a: a.var.__setitem__("n", pd.array([1, None] * 33, dtype="Int64")),
+            r"var\['n'\] has missing values",
+        ),
+        (lambda a: a.obs.__setitem__("tag", ["x", None] * 40), r"obs\['tag'\] has missing values"),
+        (lambda a: a.layers.__setitem__("flags", np.ones(a.shape, bool)), "Layer 'flags'"),
+        (lambda a: a.layers.__setitem__("a/b", a.X), "Layer name 'a/b' cannot contain '/'"),
+    ],
+    ids=[
+        "nested-uns",
+        "frame-uns",
+        "spec-version",
+        "none-uns",
+        "index-clash",
+        "obsm-clash",
+        "datetime",
+        "int-na",
+        "str-na",
+        "bool-layer",
+        "slash-layer",
+    ],
+)
+def test_from_anndata_bad_items(tmp_path: Path, small_adata: ad.AnnData, change: Any, message: str) -> None:
+    change(small_adata)
+    path = tmp_path / "x.loom"
+    with pytest.raises(loomfile.LoomValueError, match=message):
+        loomfile.from_anndata(small_adata, path)
+    assert not path.exists()
+    assert os.listdir(tmp_path) == []  # no temporary file left behind
+
+
+def test_from_anndata_uns_selection(tmp_path: Path, small_adata: ad.AnnData) -> None:
+    small_adata.uns["neighbors"] = {"params": {"k": 15}}
+    path = tmp_path / "x.loom"
+    loomfile.from_anndata(small_adata, path, uns=["title", "resolution"])
+    with loompy.connect(os.fspath(path), "r") as lp:
+        assert sorted(lp.attrs.keys()) == ["CreationDate", "LOOM_SPEC_VERSION", "resolution", "title"]
+    loomfile.from_anndata(small_adata, path, uns=False, obs_names="barcode", var_names=None)
+    with loompy.connect(os.fspath(path), "r") as lp:
+        assert "title" not in lp.attrs
+        np.testing.assert_array_equal(lp.ca.barcode, small_adata.obs_names)
+        assert "Gene" not in lp.ra
+    with pytest.raises(loomfile.LoomKeyError, match=r"uns has no entries \['absent'\]"):
+        loomfile.from_anndata(small_adata, path, uns=["absent"])
+
+
+def test_to_anndata_bad_names(tmp_path: Path) -> None:
+    path = tmp_path / "f.loom"
+    make_loom(path, "float32", spliced=False)
+    with loomfile.connect(path, "r") as ds:
+        with pytest.raises(loomfile.LoomKeyError, match="X_name 'spliced' is not a layer"):
+            ds.to_anndata(X_name="spliced")
+        with pytest.raises(loomfile.LoomKeyError, match=r"Layers \['nope'\] are not in this file"):
+            ds.to_anndata(layers=["nope"])
+        with pytest.raises(loomfile.LoomKeyError, match=r"do not exist: \['umap_1'\]"):
+            ds.to_anndata(obsm_mapping={"X_umap": ["umap_1", "Size"]})
+
+
+def test_to_anndata_main_layer_name_clash(tmp_path: Path) -> None:
+    path = tmp_path / "f.loom"
+    loomfile.create(os.fspath(path), {"": np.ones((2, 3)), "matrix": np.zeros((2, 3))}, {}, {})
+    with loomfile.connect(path, "r") as ds, pytest.raises(loomfile.LoomValueError, match="'matrix'"):
+        ds.to_anndata(X_name="matrix")
+
+
+def test_missing_anndata_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "f.loom"
+    loomfile.create(os.fspath(path), np.ones((2, 3)), {}, {})
+    monkeypatch.setitem(sys.modules, "anndata", None)  # makes `import anndata` raise ImportError
+    with (
+        loomfile.connect(path, "r") as ds,
+        pytest.raises(AnnDataImportError, match=r"pip install 'loomfile\[anndata\]'"),
+    ):
+        ds.to_anndata()
+    with pytest.raises(ImportError, match="from_anndata needs anndata"):
+        loomfile.from_anndata(object(), path)
+    assert issubclass(AnnDataImportError, loomfile.LoomError)
