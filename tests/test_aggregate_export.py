@@ -132,3 +132,15 @@ def test_export_refuses_other_formats_and_leaves_no_file(pair: Any, tmp_path: Pa
             b.export(os.fspath(out), layer="nope")
     assert out.read_text() == "keep me"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.csv")] == []
+
+
+def test_aggr_ca_by_names_unknown_functions_and_missing_attributes(pair: Any, tmp_path: Path) -> None:
+    """loompy ignores both silently: a typo gives a file without the attribute."""
+    _, new, _ = pair
+    out = tmp_path / "agg.loom"
+    with loomfile.connect(new, "r") as ds:
+        with pytest.raises(LoomValueError, match="'Size': 'average'"):
+            ds.aggregate(os.fspath(out), group_by="Clusters", aggr_ca_by={"Size": "average"})
+        assert not out.exists()
+        with pytest.warns(UserWarning, match="'Sizes'"):
+            ds.aggregate(os.fspath(out), group_by="Clusters", aggr_ca_by={"Sizes": "mean"})

@@ -7,6 +7,7 @@ such form, group by group). Empty groups cannot occur (groups come from the labe
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from ._errors import LoomValueError
 if TYPE_CHECKING:
     from .connection import LoomConnection
 
+CA_FUNCS = ("first", "mean", "mode", "tally")
 MATRIX_FUNCS = ("sum", "mean", "max", "min", "first", "last", "std", "var", "median", "prod", "count")
 
 
@@ -97,6 +99,7 @@ def column_attributes(
                 ca[key] = groups.first(values)
     for key, func in (aggr_ca_by or {}).items():
         if key not in ds.ca.keys():
+            warnings.warn(f"aggr_ca_by names {key!r}, which is not a column attribute", UserWarning, stacklevel=4)
             continue
         values = ds.ca[key]
         if func == "tally":
@@ -143,6 +146,10 @@ def aggregate(
         raise LoomValueError(msg)
     if not callable(aggr_by) and aggr_by not in MATRIX_FUNCS:
         msg = f"aggr_by must be one of {', '.join(MATRIX_FUNCS)} or a function, not {aggr_by!r}"
+        raise LoomValueError(msg)
+    unknown = {k: f for k, f in (aggr_ca_by or {}).items() if f not in CA_FUNCS}
+    if unknown:
+        msg = f"aggr_ca_by functions must be one of {', '.join(CA_FUNCS)}; got {unknown}"
         raise LoomValueError(msg)
     groups = Groups(labels)
     ca = column_attributes(ds, groups, aggr_ca_by, aggr_ca_if_equal)
