@@ -375,6 +375,28 @@ def test_loom_round_trip_keeps_the_file(tmp_path: Path) -> None:
         }
 
 
+def test_less_common_items_both_ways(tmp_path: Path) -> None:
+    """Nullable string/boolean columns, a sparse obsm entry and a 3-D attribute."""
+    rng = np.random.default_rng(4)
+    adata = ad.AnnData(rng.random((6, 4)).astype(np.float32))
+    adata.obs["donor"] = pd.array(["d1", "d2"] * 3, dtype="string")
+    adata.obs["ok"] = pd.array([True, False, True] * 2, dtype="boolean")
+    adata.obsm["sparse_emb"] = sparse.csr_matrix(np.eye(6, 3))
+    adata.varm["cube"] = rng.random((4, 2, 3))
+    path = tmp_path / "x.loom"
+    loomfile.from_anndata(adata, path)
+    with loompy.connect(os.fspath(path), "r") as lp:
+        assert list(lp.ca.donor) == ["d1", "d2"] * 3
+        assert lp.ca.ok.dtype == np.uint8
+        np.testing.assert_array_equal(lp.ca.ok, [1, 0, 1] * 2)
+        np.testing.assert_array_equal(lp.ca.sparse_emb, np.eye(6, 3))
+    with loomfile.connect(path, "r") as ds:
+        back = ds.to_anndata()
+    np.testing.assert_array_equal(back.varm["cube"], adata.varm["cube"])
+    np.testing.assert_array_equal(back.obsm["sparse_emb"], np.eye(6, 3))
+    assert list(back.obs["donor"]) == ["d1", "d2"] * 3
+
+
 # --- memory: sparse stays sparse ---------------------------------------------------------------------
 
 

@@ -53,6 +53,13 @@ def _import_anndata(what: str) -> ModuleType:
     return anndata
 
 
+def _pandas() -> ModuleType:
+    """pandas, which anndata depends on (imported once anndata is known to be there)."""
+    import pandas  # type: ignore[import-untyped]
+
+    return pandas
+
+
 # --- Loom -> AnnData ----------------------------------------------------------------------------------
 
 
@@ -104,6 +111,7 @@ def to_anndata(
     """
     anndata = _import_anndata("to_anndata")
     x_layer = _x_layer(source, X_name)
+    layer_keys = _layer_keys(source, layers, x_layer)
     n_rows, n_cols = source.shape
     var, varm = _axis_frames(source.ra, var_names, varm_mapping or {}, n_rows)
     obs, obsm = _axis_frames(source.ca, obs_names, obsm_mapping or {}, n_cols)
@@ -115,9 +123,7 @@ def to_anndata(
         _read_layer(source, x_layer, sparse, None if dtype is None else np.dtype(dtype)),
         obs=obs,
         var=var,
-        layers={
-            key: _read_layer(source, name, sparse, None) for key, name in _layer_keys(source, layers, x_layer)
-        },
+        layers={key: _read_layer(source, name, sparse, None) for key, name in layer_keys},
         obsm=obsm or None,
         varm=varm or None,
         obsp={name: source.col_graphs[name].tocsr() for name in source.col_graphs.keys()} or None,
@@ -171,7 +177,7 @@ def _axis_frames(
     One-dimensional attributes (and (n, 1) ones) are columns, the one named ``index_key`` the
     index; wider ones are obsm/varm arrays, compound ones obsm/varm DataFrames.
     """
-    import pandas as pd  # type: ignore[import-untyped]
+    pd = _pandas()
 
     values = {name: attrs[name] for name in attrs.keys()}
     matrices: dict[str, Any] = {}
@@ -195,7 +201,7 @@ def _axis_frames(
         index = pd.Index(columns.pop(index_key).astype(str), name=index_key)
     frame = pd.DataFrame(columns, index=index)
     for name, value in matrices.items():
-        if value.dtype.names is not None:
+        if value.dtype.names is not None and value.ndim == 1:
             matrices[name] = pd.DataFrame(value, index=frame.index.copy())
     return frame, matrices
 
@@ -309,7 +315,7 @@ def _uns_items(entries: Mapping[str, Any], chosen: bool | Iterable[str]) -> dict
                 "or uns=False"
             )
             raise LoomValueError(msg)
-        if type(value).__name__ == "DataFrame":
+        if isinstance(value, _pandas().DataFrame):
             msg = f"uns[{key!r}] is a DataFrame, which a Loom global attribute cannot hold; pass uns=[...] without it"
             raise LoomValueError(msg)
     return items
@@ -344,7 +350,7 @@ def _attrs_for_file(
 def _column_values(series: Any, what: str) -> Any:
     """A DataFrame column as an array Loom can hold: categoricals as their category values,
     pandas' nullable numbers as numpy numbers; missing values only in float columns."""
-    import pandas as pd
+    pd = _pandas()
 
     dtype = series.dtype
     values_dtype = dtype.categories.dtype if isinstance(dtype, pd.CategoricalDtype) else dtype
@@ -361,7 +367,7 @@ def _multi_values(value: Any) -> Any:
     """An obsm/varm entry as an attribute: dense arrays; DataFrames as compound records."""
     if sparse.issparse(value):
         return value.toarray()
-    if type(value).__name__ == "DataFrame":
+    if isinstance(value, _pandas().DataFrame):
         return value.to_records(index=False)
     return np.asarray(value)
 
