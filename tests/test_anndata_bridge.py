@@ -266,6 +266,14 @@ def make_anndata(dtype: str, as_sparse: bool, seed: int = 2) -> ad.AnnData:
     return adata
 
 
+def written(tmp_path: Path, dtype: str, as_sparse: bool) -> tuple[ad.AnnData, Path]:
+    """make_anndata's AnnData and the Loom file from_anndata wrote from it."""
+    adata = make_anndata(dtype, as_sparse)
+    path = tmp_path / "out.loom"
+    loomfile.from_anndata(adata, path)
+    return adata, path
+
+
 def expected_obs(adata: ad.AnnData) -> pd.DataFrame:
     """obs as Loom holds it: categories as their values, bools as uint8, nullable ints as int64."""
     obs = adata.obs.copy()
@@ -280,9 +288,7 @@ def expected_obs(adata: ad.AnnData) -> pd.DataFrame:
 @pytest.mark.parametrize("as_sparse", [True, False], ids=["sparse", "dense"])
 @pytest.mark.parametrize("dtype", LAYER_DTYPES)
 def test_from_anndata_read_back_by_anndata(tmp_path: Path, dtype: str, as_sparse: bool) -> None:
-    adata = make_anndata(dtype, as_sparse)
-    path = tmp_path / "out.loom"
-    loomfile.from_anndata(adata, path)
+    adata, path = written(tmp_path, dtype, as_sparse)
     back = ad.io.read_loom(path, sparse=as_sparse, dtype=dtype)
     assert back.shape == adata.shape
     assert back.X.dtype == np.dtype(dtype)
@@ -299,9 +305,7 @@ def test_from_anndata_read_back_by_anndata(tmp_path: Path, dtype: str, as_sparse
 @pytest.mark.parametrize("as_sparse", [True, False], ids=["sparse", "dense"])
 @pytest.mark.parametrize("dtype", ["float32", "int64"])
 def test_from_anndata_read_back_by_loompy(tmp_path: Path, dtype: str, as_sparse: bool) -> None:
-    adata = make_anndata(dtype, as_sparse)
-    path = tmp_path / "out.loom"
-    loomfile.from_anndata(adata, path)
+    adata, path = written(tmp_path, dtype, as_sparse)
     with loompy.connect(os.fspath(path), "r") as lp:
         assert lp.shape == (adata.n_vars, adata.n_obs)
         assert lp.layers[""].dtype == np.dtype(dtype)
@@ -328,9 +332,7 @@ def test_from_anndata_read_back_by_loompy(tmp_path: Path, dtype: str, as_sparse:
 @pytest.mark.parametrize("dtype", LAYER_DTYPES)
 def test_round_trip_through_loomfile(tmp_path: Path, dtype: str, as_sparse: bool) -> None:
     """from_anndata then to_anndata gives the AnnData back, graphs and uns included."""
-    adata = make_anndata(dtype, as_sparse)
-    path = tmp_path / "out.loom"
-    loomfile.from_anndata(adata, path)
+    adata, path = written(tmp_path, dtype, as_sparse)
     with loomfile.connect(path, "r") as ds:
         back = ds.to_anndata(sparse=as_sparse, dtype=None)
     assert back.X.dtype == np.dtype(dtype)
@@ -497,7 +499,7 @@ def test_from_anndata_uns_selection(tmp_path: Path, small_adata: ad.AnnData) -> 
         assert "title" not in lp.attrs
         np.testing.assert_array_equal(lp.ca.barcode, small_adata.obs_names)
         assert "Gene" not in lp.ra
-    with pytest.raises(loomfile.LoomKeyError, match=r"uns has no entries \['absent'\]"):
+    with pytest.raises(loomfile.LoomKeyError, match=r"The uns entries \['absent'\] do not exist"):
         loomfile.from_anndata(small_adata, path, uns=["absent"])
 
 
@@ -507,7 +509,9 @@ def test_to_anndata_bad_names(tmp_path: Path) -> None:
     with loomfile.connect(path, "r") as ds:
         with pytest.raises(loomfile.LoomKeyError, match="X_name 'spliced' is not a layer"):
             ds.to_anndata(X_name="spliced")
-        with pytest.raises(loomfile.LoomKeyError, match=r"Layers \['nope'\] are not in this file"):
+        with pytest.raises(
+            loomfile.LoomKeyError, match=r"The layers \['nope'\] do not exist; this file's layers are"
+        ):
             ds.to_anndata(layers=["nope"])
         with pytest.raises(loomfile.LoomKeyError, match=r"do not exist: \['umap_1'\]"):
             ds.to_anndata(obsm_mapping={"X_umap": ["umap_1", "Size"]})

@@ -148,16 +148,22 @@ def _layer_keys(source: Sliceable, layers: Iterable[str] | None, x_layer: str) -
     if layers is None:
         chosen = [name for name in names if name != "" or x_layer != ""]
     else:
-        chosen = [layers] if isinstance(layers, str) else list(layers)
-        unknown = [name for name in chosen if name not in names]
-        if unknown:
-            msg = f"Layers {unknown} are not in this file; its layers are {names}"
-            raise LoomKeyError(msg)
+        chosen = _picked(layers, names, "layers", "this file's layers")
     keys = [(MAIN_LAYER_NAME if name == "" else name, name) for name in chosen]
     if "" in chosen and MAIN_LAYER_NAME in chosen:
         msg = f"The main matrix and the layer {MAIN_LAYER_NAME!r} would both be layers[{MAIN_LAYER_NAME!r}]"
         raise LoomValueError(msg)
     return keys
+
+
+def _picked(chosen: Iterable[str], available: list[str], what: str, where: str) -> list[str]:
+    """The names in ``chosen`` (one name or several), each checked to be one of ``available``."""
+    names = [chosen] if isinstance(chosen, str) else list(chosen)
+    unknown = [name for name in names if name not in available]
+    if unknown:
+        msg = f"The {what} {unknown} do not exist; {where} are {available}"
+        raise LoomKeyError(msg)
+    return names
 
 
 def _read_layer(source: Sliceable, name: str, as_sparse: bool, dtype: np.dtype[Any] | None) -> Any:
@@ -298,11 +304,7 @@ def _uns_items(entries: Mapping[str, Any], chosen: bool | Iterable[str]) -> dict
     elif chosen is False:
         keys = []
     else:
-        keys = [chosen] if isinstance(chosen, str) else list(chosen)
-        unknown = [key for key in keys if key not in entries]
-        if unknown:
-            msg = f"uns has no entries {unknown}; it has {list(entries)}"
-            raise LoomKeyError(msg)
+        keys = _picked(chosen, list(entries), "uns entries", "the entries of uns")
     items = {key: entries[key] for key in keys}
     if fmt.SPEC_VERSION_NAME in items:
         msg = f"uns[{fmt.SPEC_VERSION_NAME!r}] would replace the file's spec version, which loomfile writes itself"
