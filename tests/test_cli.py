@@ -22,7 +22,7 @@ from test_cellranger import make_cellranger
 import loomfile
 from loomfile.cli import cli, main
 
-COMMANDS = ["info", "validate", "combine", "from-10x", "export", "demo"]
+COMMANDS = ["info", "validate", "combine", "from-10x", "to-h5ad", "from-h5ad", "export", "demo"]
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -144,6 +144,38 @@ def test_from_10x_names_and_places_the_file(tmp_path: Path) -> None:
         with loompy.connect(str(path), "r") as ds:
             np.testing.assert_array_equal(ds[:, :], counts)
             assert ds.ca.CellID[0] == "sample3:AAAC000000-1"
+
+
+def test_h5ad_both_ways_agree_with_anndata(tmp_path: Path, two_files: tuple[Path, Path]) -> None:
+    import anndata
+
+    path = str(two_files[0])
+    h5ad = tmp_path / "a.h5ad"
+    status, _, _ = run("to-h5ad", path, str(h5ad))
+    assert status == 0
+    ours, theirs = anndata.read_h5ad(h5ad), anndata.io.read_loom(path)
+    np.testing.assert_array_equal(ours.X.toarray(), theirs.X.toarray())
+    assert list(ours.obs_names) == list(theirs.obs_names)
+    assert sorted(ours.layers.keys()) == sorted(theirs.layers.keys())
+    status, _, _ = run("to-h5ad", "--dense", "--x-layer", "", path, str(h5ad))
+    assert status == 0
+    dense = anndata.read_h5ad(h5ad)
+    assert isinstance(dense.X, np.ndarray)
+    with loompy.connect(path, "r") as ds:
+        np.testing.assert_array_equal(dense.X, ds[:, :].T)
+
+    back = tmp_path / "back.loom"
+    dense.uns["note"] = "converted"
+    dense.uns["nested"] = {"a": 1}  # a Loom global attribute cannot hold this
+    dense.write_h5ad(h5ad)
+    status, _, err = run("from-h5ad", str(h5ad), str(back))
+    assert status == 1 and "nested" in err and not back.exists()
+    status, _, _ = run("from-h5ad", str(h5ad), str(back), "--uns", "note")
+    assert status == 0
+    with loompy.connect(str(back), "r") as ds:
+        np.testing.assert_array_equal(ds[:, :], dense.X.T)
+        assert ds.attrs["note"] == "converted"
+        np.testing.assert_array_equal(ds.ca.CellID, dense.obs_names)
 
 
 @pytest.mark.parametrize(

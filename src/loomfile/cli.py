@@ -130,6 +130,53 @@ def from_10x(folder: str, output: str | None, genome: str | None) -> None:
     click.echo(f"wrote {written}")
 
 
+@cli.command("to-h5ad")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("output", type=click.Path(dir_okay=False))
+@click.option("--dense", is_flag=True, help="Store X and the layers dense (default: sparse, csr).")
+@click.option("--x-layer", default=None,
+              help='Layer to use as X (default, as anndata.read_loom: "spliced" if present, else the main matrix).')
+def to_h5ad(file: str, output: str, dense: bool, x_layer: str | None) -> None:
+    """Convert the Loom FILE to an AnnData OUTPUT.h5ad (cells x genes; mapping in docs/anndata.md)."""
+    from .connection import connect
+
+    with connect(file, "r") as ds:
+        adata = ds.to_anndata(sparse=not dense, X_name=x_layer)
+    _write_aside(output, adata.write_h5ad)
+    click.echo(f"wrote {output}")
+
+
+@cli.command("from-h5ad")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("output", type=click.Path(dir_okay=False))
+@click.option("--uns", "uns", default="all", show_default=True,
+              help="Which uns entries become global attributes: all, none, or comma-separated names.")
+def from_h5ad(file: str, output: str, uns: str) -> None:
+    """Convert the AnnData FILE (.h5ad) to a Loom OUTPUT file (genes x cells)."""
+    import anndata
+
+    from .io import from_anndata
+
+    chosen: bool | list[str] = [name.strip() for name in uns.split(",") if name.strip()]
+    if uns in ("all", "none"):
+        chosen = uns == "all"
+    from_anndata(anndata.read_h5ad(file), output, uns=chosen)
+    click.echo(f"wrote {output}")
+
+
+def _write_aside(target: str, write: Any) -> None:
+    """``write(path)`` to a temporary file beside ``target``, renamed over it once complete."""
+    from .connection import _discard, _temp_path
+
+    tmp = _temp_path(target)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.argument("output", type=click.Path(dir_okay=False))

@@ -46,7 +46,7 @@ class AnnDataImportError(LoomError, ImportError):
 
 def _import_anndata(what: str) -> ModuleType:
     try:
-        import anndata  # type: ignore[import-untyped]
+        import anndata
     except ImportError as e:
         msg = f"{what} needs anndata: pip install 'loomfile[anndata]'"
         raise AnnDataImportError(msg) from e
@@ -55,7 +55,7 @@ def _import_anndata(what: str) -> ModuleType:
 
 def _pandas() -> ModuleType:
     """pandas, which anndata depends on (imported once anndata is known to be there)."""
-    import pandas  # type: ignore[import-untyped]
+    import pandas
 
     return pandas
 
