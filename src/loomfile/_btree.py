@@ -20,6 +20,8 @@ from typing import Any, Protocol
 import h5py
 import numpy as np
 
+from ._errors import LoomFormatError
+
 LAYOUT_MESSAGE = 0x0008
 CONTINUATION_MESSAGE = 0x0010
 CHUNKED = 2
@@ -105,7 +107,8 @@ Wanted = tuple[np.ndarray, np.ndarray]  # sorted unique chunk-grid rows and colu
 def _header_address(dset: h5py.Dataset) -> int:
     """Where ``dset``'s object header is: from its link (microseconds) when it is a hard link, else
     from H5Oget_info (milliseconds: it also counts attributes and header space)."""
-    link = dset.file.id.links.get_info(dset.name.encode())
+    name = dset.name  # (bytes when the name is not valid UTF-8)
+    link = dset.file.id.links.get_info(name if isinstance(name, bytes) else name.encode())
     if link.type == h5py.h5l.TYPE_HARD:
         return int(link.u)
     return int(h5py.h5o.get_info(dset.id).addr)
@@ -126,15 +129,20 @@ def chunk_records(dset: h5py.Dataset, fd: Source, wanted: Wanted | None = None) 
         if found is None:
             return None
         root, dims = found
+        if dims != dset.ndim + 1:  # (the offsets of a key: one per dimension, and the element's)
+            return None
         if root == UNDEFINED:  # nothing written yet: no index at all
             empty = np.zeros(0, dtype=np.int64)
             return np.zeros((0, dims - 1), dtype=np.int64), empty, empty, empty
         chunks = tuple(int(c) for c in dset.chunks) + (1,) * (2 - dset.ndim)
         prune = None if wanted is None else _Pruner(wanted, chunks)
-        records = _walk(fd, base, root, dims, READ_AHEAD_RECORDS, prune)
+        grid = int(np.prod([-(-int(n) // c) for n, c in zip(dset.shape, chunks, strict=False)]))
+        records = _walk(fd, base, root, dims, READ_AHEAD_RECORDS, prune, max(grid, 1))
+    except _Damage as e:
+        # (HDF5 itself may loop or overflow its stack on such an index: never hand it over)
+        msg = f"The chunk index of {dset.name} is damaged: {e}"
+        raise LoomFormatError(msg) from None
     except (ValueError, struct.error, OSError, OverflowError):
-        return None
-    if records is None:
         return None
     if prune is not None:
         records = records[prune.keep(records["offsets"])]
@@ -192,26 +200,36 @@ def _member(sorted_values: np.ndarray, x: np.ndarray) -> np.ndarray:
     return sorted_values[at] == x
 
 
-def _walk(fd: Source, base: int, root: int, dims: int, capacity: int, prune: _Pruner | None = None) -> Any:
+def _walk(
+    fd: Source, base: int, root: int, dims: int, capacity: int, prune: _Pruner | None, limit: int
+) -> Any:
     """Every leaf record under ``root``: the chunk key (size, mask, offsets) and the chunk's address.
 
     Each node is fetched with one read of ``capacity`` records (a second read if it holds more).
-    With ``prune``, only subtrees that can hold a wanted chunk are visited.
+    With ``prune``, only subtrees that can hold a wanted chunk are visited. A damaged tree raises
+    _Damage, never walks without end: each level's nodes must be B-tree nodes one level below their
+    parents, and no level may hold more than ``limit`` (the number of chunks) nodes.
     """
     record = np.dtype([("size", "<u4"), ("mask", "<u4"), ("offsets", "<u8", (dims,)), ("child", "<u8")])
     key = np.dtype([("size", "<u4"), ("mask", "<u4"), ("offsets", "<u8", (dims,))])
     node_bytes = 24 + capacity * record.itemsize + key.itemsize
     leaves: list[np.ndarray] = []
     level_nodes = [root]
+    expected = -1  # the level of the nodes at this depth (the root's: any)
     for _depth in range(64):
         children: list[np.ndarray] = []
+        if len(level_nodes) > limit:
+            msg = f"it has more nodes than the dataset has chunks ({limit})"
+            raise _Damage(msg)
         for node in level_nodes:
-            head = read_at(fd, node_bytes, base + node)
-            if head[:4] != b"TREE" or head[4] != 1:
-                return None
+            head = _node(fd, node_bytes, base + node, head=True)
+            if expected >= 0 and head[5] != expected:
+                msg = f"the node at byte {base + node} is at level {head[5]}, not {expected}"
+                raise _Damage(msg)
             level, used = head[5], struct.unpack_from("<H", head, 6)[0]
+            expected = level
             size = used * record.itemsize + key.itemsize  # the records, then the node's last key
-            body = head[24 : 24 + size] if 24 + size <= len(head) else _read(fd, size, base + node + 24)
+            body = head[24 : 24 + size] if 24 + size <= len(head) else _node(fd, size, base + node + 24)
             entries = np.frombuffer(body, dtype=record, count=used)
             if level == 0:
                 leaves.append(entries)
@@ -223,5 +241,27 @@ def _walk(fd: Source, base: int, root: int, dims: int, capacity: int, prune: _Pr
             children.append(entries["child"])
         if not children:
             return np.concatenate(leaves) if leaves else np.zeros(0, dtype=record)
+        if leaves:
+            msg = "it has leaves and inner nodes at one depth"
+            raise _Damage(msg)
         level_nodes = np.concatenate(children).tolist()
-    return None
+        expected -= 1
+    msg = "it is more than 64 levels deep"
+    raise _Damage(msg)
+
+
+class _Damage(Exception):
+    """A chunk index that cannot be right (see ``_walk``)."""
+
+
+def _node(fd: Source, size: int, offset: int, head: bool = False) -> bytes:
+    """``size`` bytes of a B-tree node at ``offset``; with ``head``, up to ``size`` bytes starting
+    with a chunk node's header (the "TREE" signature, node type 1)."""
+    try:
+        data = read_at(fd, size, offset) if offset >= 0 else b""
+    except (OSError, OverflowError):
+        data = b""
+    if len(data) < (24 if head else size) or (head and data[:5] != b"TREE\x01"):
+        msg = f"no chunk index node at byte {offset} (beyond the end of the file, or overwritten)"
+        raise _Damage(msg)
+    return data

@@ -10,6 +10,7 @@ in-memory or split-file drivers, non-numeric types) get no layout, and their rea
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -71,16 +72,27 @@ class ChunkLayout:
     def _index(self, dset: h5py.Dataset) -> None:
         """Fill the grid from the file's B-tree if it can be parsed, else from HDF5's chunk iteration;
         either must pass the structural checks and the spot check, or the layout is not trusted.
-        A partial index comes from the B-tree only."""
+        A partial index comes from the B-tree only. A B-tree that parses but cannot be right (and
+        that HDF5 reads no better) is damage: LoomFormatError, never a fallback reading the same index."""
         sources = (self._from_btree, self._from_hdf5) if self.wanted is None else (self._from_btree,)
+        problems: list[str | None] = []  # what each source's records say is wrong (None: unknown)
         for source in sources:
             records = source(dset)
-            if records is not None and self._place(*records) and self._spot_check(dset):
-                self.trusted = True
-                return
+            problem = self._place(*records) if records is not None else None
+            if records is not None and problem is None:
+                problem = self._spot_check(dset)
+                if problem is None:
+                    self.trusted = True
+                    return
+                if self.wanted is not None:
+                    problem = None  # (a partial index that missed a chunk: read through h5py)
+            problems.append(problem)
             self.offsets[:] = 0
             self.sizes[:] = 0
             self.masks[:] = 0
+        if all(problems):
+            msg = f"The chunk index of {self.name} is damaged: {problems[0]}"
+            raise LoomFormatError(msg)
         # e.g. HDF5 2.0 misreports chunk positions in extensible-array indexes (libver="latest",
         # unlimited columns): trust nothing it said, let h5py read this dataset.
         self.trusted = False
@@ -105,29 +117,42 @@ class ChunkLayout:
             np.array([i.filter_mask for i in found], dtype=np.int64),
         )
 
-    def _place(self, coords: np.ndarray, offsets: np.ndarray, sizes: np.ndarray, masks: np.ndarray) -> bool:
-        """Put chunk records on the grid; False if they cannot be right (outside the grid, off the
-        chunk boundaries, repeated, or empty)."""
+    def _place(
+        self, coords: np.ndarray, offsets: np.ndarray, sizes: np.ndarray, masks: np.ndarray
+    ) -> str | None:
+        """Put chunk records on the grid; what is wrong with them if they cannot be right (outside
+        the grid, off the chunk boundaries, repeated, empty, or beyond the end of the file)."""
         if coords.shape[0] == 0:
-            return True
+            return None
         c0, c1 = self.chunks
         rows = coords[:, 0] // c0
         cols = coords[:, 1] // c1 if self.ndim == 2 else np.zeros_like(rows)
-        if (rows >= self.offsets.shape[0]).any() or (cols >= self.offsets.shape[1]).any():
-            return False
-        if (coords[:, 0] % c0).any() or (self.ndim == 2 and (coords[:, 1] % c1).any()) or not sizes.all():
-            return False
+        outside = (rows >= self.offsets.shape[0]) | (cols >= self.offsets.shape[1]) | (coords[:, 0] % c0 != 0)
+        outside |= (coords[:, : self.ndim] < 0).any(axis=1)
+        if self.ndim == 2:
+            outside |= coords[:, 1] % c1 != 0
+        for what, bad in (("a chunk off the chunk grid", outside), ("a chunk of 0 bytes", sizes <= 0)):
+            if bad.any():
+                return f"it lists {what} at element {tuple(coords[np.argmax(bad)].tolist())}"
+        end = file_size(self.fd)
+        beyond = (offsets < 0) | (offsets + sizes > end if end is not None else False)
+        if beyond.any():
+            i = int(np.argmax(beyond))
+            return (
+                f"chunk ({rows[i]}, {cols[i]}) lies at bytes {offsets[i]}..{offsets[i] + sizes[i]}, "
+                f"outside the file ({end} bytes): the file is truncated or its index is damaged"
+            )
         if np.unique(rows * self.offsets.shape[1] + cols).size != rows.size:
-            return False  # a chunk listed twice
+            return "it lists a chunk twice"
         self.offsets[rows, cols] = offsets
         self.sizes[rows, cols] = sizes
         self.masks[rows, cols] = masks
         self._present = (rows, cols)
-        return True
+        return None
 
-    def _spot_check(self, dset: h5py.Dataset) -> bool:
-        """Whether HDF5's own reader finds, at a few chunk positions, the bytes the index points to
-        (and, for a partial index, no chunk where the index found none)."""
+    def _spot_check(self, dset: h5py.Dataset) -> str | None:
+        """None if HDF5's own reader finds, at a few chunk positions, the bytes the index points to
+        (and, for a partial index, no chunk where the index found none); else what it found."""
         rows, cols = self._present
         picks = {0, rows.size - 1, rows.size // 2} if rows.size else set()
         for i in picks:
@@ -136,11 +161,13 @@ class ChunkLayout:
             try:
                 _mask, stored = dset.id.read_direct_chunk(where)
             except (RuntimeError, OSError, ValueError):  # HDF5 has no chunk there: the index lied
-                return False
+                return f"HDF5 finds no chunk ({r}, {c}), which the index lists"
             on_disk = read_at(self.fd, int(self.sizes[r, c]), int(self.offsets[r, c]))
             if bytes(stored) != on_disk:
-                return False
-        return self.wanted is None or self._absent_check(dset)
+                return f"HDF5 finds other bytes for chunk ({r}, {c}) than the index points to"
+        if self.wanted is None or self._absent_check(dset):
+            return None
+        return "HDF5 finds a chunk the partial index missed"
 
     def _absent_check(self, dset: h5py.Dataset) -> bool:
         """A few of the wanted chunks the partial index did not find: HDF5 must not have them."""
@@ -246,6 +273,11 @@ class ChunkLayout:
 
     def _where(self, row: int, col: int) -> str:
         return f"Chunk ({row}, {col}) of {self.name}"
+
+
+def file_size(source: Source) -> int | None:
+    """The file's size in bytes, when the engine reads it through a descriptor."""
+    return os.fstat(source).st_size if isinstance(source, int) else None
 
 
 def filters_of(dset: h5py.Dataset) -> tuple[tuple[int, tuple[int, ...]], ...]:

@@ -22,6 +22,7 @@ from ._changes import LAYERS, META, ChangeLog, layer_key
 from ._chunks import ChunkLayout, filters_of, layout_of
 from ._errors import (
     LoomClosedError,
+    LoomError,
     LoomFormatError,
     LoomKeyError,
     LoomLockedError,
@@ -92,7 +93,32 @@ def _open_error(path: str, mode: str, e: OSError) -> Exception:
     return LoomFormatError(f"'{path}' is not a readable HDF5/Loom file ({text})")
 
 
+@contextlib.contextmanager
+def damaged(what: str) -> Iterator[None]:
+    """HDF5's errors while opening or reading ``what`` (a file it cannot read: damaged, or gone from
+    under it) as a LoomFormatError naming it."""
+    try:
+        yield
+    except LoomError:
+        raise
+    except (OSError, RuntimeError, KeyError) as e:
+        msg = f"Cannot read {what}; the file may be damaged ({e})"
+        raise LoomFormatError(msg) from e
+
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reads(method: F) -> F:
+    """A LoomStore method that looks up names in the file: HDF5's errors become a LoomFormatError
+    (see ``damaged``)."""
+
+    def wrapper(self: LoomStore, *args: Any, **kwargs: Any) -> Any:
+        with damaged(f"'{self.path}' ({method.__name__.strip('_').replace('_', ' ')})"):
+            return method(self, *args, **kwargs)
+
+    wrapper.__name__, wrapper.__doc__ = method.__name__, method.__doc__
+    return wrapper  # type: ignore[return-value]
 
 
 def atomic(method: F) -> F:
@@ -312,6 +338,7 @@ class LoomStore:
 
     # --- layers ------------------------------------------------------------------------------------
 
+    @reads
     def layer_names(self) -> list[str]:
         h5 = self.h5
         names = [""] if fmt.MATRIX_PATH in h5 else []
@@ -324,11 +351,12 @@ class LoomStore:
     def layer(self, name: str) -> h5py.Dataset:
         h5 = self.h5
         path = fmt.layer_path(name)
-        if path not in h5:
-            what = "main matrix" if name == "" else f"layer {name!r}"
-            msg = f"The file has no {what}"
-            raise LoomKeyError(msg)
-        return h5[path]
+        with damaged(path):
+            if path not in h5:
+                what = "main matrix" if name == "" else f"layer {name!r}"
+                msg = f"The file has no {what}"
+                raise LoomKeyError(msg)
+            return h5[path]
 
     def read_layer(
         self,
@@ -341,7 +369,8 @@ class LoomStore:
         """``layer[rows, cols]`` (orthogonal); with ``transposed``, its transpose, C-ordered. With
         ``reuse``, the result may live in the calling thread's band buffer (``_engine.band_buffer``)."""
         dset = self.layer(name)
-        return _matrix_io.read(dset, rows, cols, self._layout(name, dset, rows, cols), transposed, reuse)
+        with damaged(dset.name):
+            return _matrix_io.read(dset, rows, cols, self._layout(name, dset, rows, cols), transposed, reuse)
 
     def _layout(
         self, name: str, dset: h5py.Dataset, rows: AxisSelection, cols: AxisSelection
@@ -469,6 +498,7 @@ class LoomStore:
 
     # --- row and column attributes -------------------------------------------------------------------
 
+    @reads
     def attr_names(self, axis: int) -> list[str]:
         h5 = self.h5
         group = fmt.ATTR_GROUPS[axis]
@@ -479,10 +509,11 @@ class LoomStore:
     def read_attr(self, axis: int, name: str) -> np.ndarray[Any, Any]:
         h5 = self.h5
         path = fmt.attr_path(axis, name)
-        if path not in h5:
-            msg = f"The file has no {_KIND[axis]} attribute {name!r}"
-            raise LoomKeyError(msg)
-        dset = h5[path]
+        with damaged(path):
+            if path not in h5:
+                msg = f"The file has no {_KIND[axis]} attribute {name!r}"
+                raise LoomKeyError(msg)
+            dset = h5[path]
         try:
             values = fmt.decode_values(self._read_whole(dset), dset.dtype)
         except Exception as e:
@@ -539,6 +570,7 @@ class LoomStore:
 
     # --- graphs ----------------------------------------------------------------------------------------
 
+    @reads
     def graph_names(self, axis: int) -> list[str]:
         names: list[str] = []
         h5 = self.h5
@@ -547,6 +579,7 @@ class LoomStore:
                 names += [k for k, v in h5[path].items() if isinstance(v, h5py.Group) and k not in names]
         return names
 
+    @reads
     def _graph_path(self, axis: int, name: str) -> str:
         h5 = self.h5
         for group in (fmt.GRAPH_GROUPS[axis], fmt.LEGACY_GRAPH_GROUPS[axis]):
@@ -556,12 +589,14 @@ class LoomStore:
         raise LoomKeyError(msg)
 
     def read_graph(self, axis: int, name: str) -> tuple[np.ndarray[Any, Any], ...]:
-        group = self.h5[self._graph_path(axis, name)]
-        missing = [v for v in "abw" if v not in group]
-        if missing:
-            msg = f"{_KIND[axis].capitalize()} graph {name!r} lacks the vector(s) {', '.join(missing)}"
-            raise LoomFormatError(msg)
-        return tuple(np.asarray(group[v][()]) for v in "abw")
+        path = self._graph_path(axis, name)
+        with damaged(path):
+            group = self.h5[path]
+            missing = [v for v in "abw" if v not in group]
+            if missing:
+                msg = f"{_KIND[axis].capitalize()} graph {name!r} lacks the vector(s) {', '.join(missing)}"
+                raise LoomFormatError(msg)
+            return tuple(np.asarray(group[v][()]) for v in "abw")
 
     @atomic
     def write_graph(
@@ -597,6 +632,7 @@ class LoomStore:
 
     # --- global attributes ------------------------------------------------------------------------------
 
+    @reads
     def global_names(self) -> list[str]:
         h5 = self.h5
         if self.legacy:
@@ -616,8 +652,9 @@ class LoomStore:
             if name not in group:
                 msg = f"The file has no global attribute {name!r}"
                 raise LoomKeyError(msg)
-            dset = group[name]
-            raw, dtype = dset[()], dset.dtype
+            with damaged(f"{fmt.GLOBALS_GROUP}/{name}"):
+                dset = group[name]
+                raw, dtype = dset[()], dset.dtype
         return fmt.decode_values(raw, dtype)
 
     @atomic

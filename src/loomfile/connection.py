@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
@@ -17,7 +18,7 @@ from . import _aggregate, _engine, _export, _ops, _progress, _remote
 from . import _format as fmt
 from ._changes import META, layer_key
 from ._compat import LoompyAliases
-from ._errors import LoomFormatError, LoomNotFoundError, LoomValueError
+from ._errors import LoomFormatError, LoomLockedError, LoomNotFoundError, LoomValueError
 from ._html import to_html
 from ._journal import recover
 from ._selection import AxisSelection
@@ -29,6 +30,7 @@ from .layers import LayerManager, check_layer_value
 from .view import LoomView, ViewManager, make_view
 
 Mode = Literal["r", "r+"]
+LOCK_POLL_SECONDS = 0.05  # connect(timeout=...): how often a locked file is tried again
 SCAN_WHAT = ("col_attrs", "row_attrs", "layers", "col_graphs", "row_graphs")
 
 
@@ -46,7 +48,7 @@ class LoomConnection(LoompyAliases):
         filename: str,
         mode: Mode = "r+",
         *,
-        validate: bool = True,
+        validate: bool | Literal["full"] = True,
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         if mode not in ("r", "r+"):
@@ -54,12 +56,12 @@ class LoomConnection(LoompyAliases):
             raise LoomValueError(msg)
         filename = os.fspath(filename)
         if _remote.is_url(filename):
-            self._attach(filename, _remote.open_store(filename, mode, validate, storage_options))
+            self._attach(filename, _remote.open_store(filename, mode, bool(validate), storage_options))
             return
         if os.path.isfile(filename):
             recover(filename)  # a write a dead process left half done is undone first (see _journal)
         if validate:
-            LoomValidator().check(filename)
+            LoomValidator().check(filename, deep=validate == "full")
         if mode == "r":
             self._attach(filename, LoomStore(open_h5(filename, mode), filename))
         else:
@@ -362,8 +364,9 @@ def connect(
     filename: str | os.PathLike[str],
     mode: Mode = "r+",
     *,
-    validate: bool = True,
+    validate: bool | Literal["full"] = True,
     storage_options: Mapping[str, Any] | None = None,
+    timeout: float = 0,
 ) -> LoomConnection:
     """Open a Loom file.
 
@@ -377,17 +380,32 @@ def connect(
     validate
         Check the file's structure first (metadata only, no data reads) and raise a
         :class:`LoomFormatError` that lists the problems. Files written by loompy 2/3, loomR, SCENIC,
-        velocyto and anndata pass.
+        velocyto and anndata pass. ``"full"``: also read every chunk of every dataset first and
+        raise if any is damaged (``LoomValidator.check_deep``; costs about a read of every layer).
     storage_options
         For URLs: options of the fsspec file system (e.g. ``{"anon": True}`` or an S3
         ``endpoint_url``).
+    timeout
+        Seconds to keep trying while another process holds the file's lock (a writer; for mode
+        ``"r+"``, also readers) before raising :class:`LoomLockedError`; 0: raise at once. See
+        docs/concurrency.md.
 
     Examples
     --------
     >>> with loomfile.connect("data.loom", "r") as ds:
     ...     genes = ds.ra.Gene
     """
-    return LoomConnection(os.fspath(filename), mode, validate=validate, storage_options=storage_options)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return LoomConnection(
+                os.fspath(filename), mode, validate=validate, storage_options=storage_options
+            )
+        except LoomLockedError:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            time.sleep(min(LOCK_POLL_SECONDS, left))
 
 
 def _temp_path(target: str) -> str:
