@@ -50,11 +50,16 @@ READ_AHEAD = 1 << 20  # bytes saved at once when overwrites follow each other th
 SEQUENTIAL_GAP = 1 << 16  # how far past the last record an overwrite still counts as "following"
 
 
+def locking_disabled() -> bool:
+    """True when ``HDF5_USE_FILE_LOCKING=FALSE`` (or 0): neither HDF5 nor loomfile takes file locks."""
+    return os.environ.get("HDF5_USE_FILE_LOCKING", "").upper() in ("FALSE", "0")
+
+
 def lock(fd: int, path: str) -> None:
     """Take the exclusive lock a writer holds (the same ``flock`` HDF5 takes, so HDF5 readers and
     writers elsewhere see it). Skipped with ``HDF5_USE_FILE_LOCKING=FALSE``, as HDF5 does, and on
     file systems without locks."""
-    if os.environ.get("HDF5_USE_FILE_LOCKING", "").upper() in ("FALSE", "0"):
+    if locking_disabled():
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -20,7 +20,7 @@ from ._changes import META, layer_key
 from ._compat import LoompyAliases
 from ._errors import LoomFormatError, LoomLockedError, LoomNotFoundError, LoomValueError
 from ._html import to_html
-from ._journal import recover
+from ._journal import locking_disabled, recover
 from ._selection import AxisSelection
 from ._store import LoomStore, open_h5, open_journaled
 from ._validator import LoomValidator
@@ -58,8 +58,10 @@ class LoomConnection(LoompyAliases):
         if _remote.is_url(filename):
             self._attach(filename, _remote.open_store(filename, mode, bool(validate), storage_options))
             return
-        if os.path.isfile(filename):
-            recover(filename)  # a write a dead process left half done is undone first (see _journal)
+        if os.path.isfile(filename) and (mode != "r" or not locking_disabled()):
+            # A write a dead process left half done is undone first (see _journal). Without file
+            # locks a live writer's journal looks the same: then only a writer (mode "r+") undoes it.
+            recover(filename)
         if validate:
             LoomValidator().check(filename, deep=validate == "full")
         if mode == "r":
