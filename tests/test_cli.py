@@ -102,6 +102,21 @@ def test_validate_reports_a_broken_layout(tmp_path: Path, two_files: tuple[Path,
     assert "CellID" in out
 
 
+def test_validate_deep_finds_a_damaged_chunk(tmp_path: Path, two_files: tuple[Path, Path]) -> None:
+    damaged = tmp_path / "damaged.loom"
+    shutil.copy(two_files[0], damaged)
+    with h5py.File(damaged, "r") as f:
+        info = f["matrix"].id.get_chunk_info(1)  # the second stored chunk
+    with open(damaged, "r+b") as f:
+        f.seek(info.byte_offset + info.size // 2)
+        f.write(bytes(16))  # zeros in the middle of the deflate stream
+    status, out, _ = run("validate", str(damaged))
+    assert status == 0  # the structure is intact
+    status, out, _ = run("validate", "--deep", str(damaged), str(two_files[1]))
+    assert status == 1
+    assert f"{damaged}: INVALID" in out and "/matrix" in out and f"{two_files[1]}: valid" in out
+
+
 @pytest.mark.parametrize("key", [None, "Gene"])
 def test_combine_matches_loompy(tmp_path: Path, two_files: tuple[Path, Path], key: str | None) -> None:
     a, b = map(str, two_files)

@@ -72,22 +72,25 @@ def info(file: str, as_json: bool) -> None:
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("-q", "--quiet", is_flag=True, help="Print only the files that fail, with their errors.")
-def validate(files: tuple[str, ...], quiet: bool) -> None:
+@click.option("--deep", is_flag=True,
+              help="Also read every chunk, attribute and graph, and report what is damaged (slower).")
+def validate(files: tuple[str, ...], quiet: bool, deep: bool) -> None:
     """Check each FILE against the Loom format; exit status 1 if any has errors.
 
-    Warnings (things other tools wrote that loomfile reads anyway) do not fail a file.
+    Warnings (things other tools wrote that loomfile reads anyway) do not fail a file. Without
+    --deep only the file's structure is read, which takes moments on files of any size.
     """
     from ._validator import LoomValidator
 
     failed = 0
     for path in files:
         checker = LoomValidator()
-        ok = checker.validate(path)
-        failed += not ok
-        if ok and quiet:
+        errors = checker.check_deep(path) if deep else (checker.errors if not checker.validate(path) else [])
+        failed += bool(errors)
+        if quiet and not errors:
             continue
-        click.echo(f"{path}: {'valid' if ok else 'INVALID'}")
-        for message in checker.errors:
+        click.echo(f"{path}: {'INVALID' if errors else 'valid'}")
+        for message in errors:
             click.echo(f"  error: {message}")
         for message in checker.warnings:
             click.echo(f"  warning: {message}")
