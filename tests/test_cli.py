@@ -145,6 +145,17 @@ def test_export_matches_loompy(tmp_path: Path, two_files: tuple[Path, Path]) -> 
     assert ours.read_bytes() == theirs.read_bytes()
 
 
+def test_from_10x_reads_the_hdf5_matrix(tmp_path: Path) -> None:
+    sample, counts = make_cellranger(tmp_path, 3, mtx=False, h5=True)
+    out = tmp_path / "from_h5.loom"
+    status, _, _ = run("from-10x", str(sample), "-o", str(out), "--source", "h5", "--no-progress")
+    assert status == 0
+    with loompy.connect(str(out), "r") as ds:
+        np.testing.assert_array_equal(ds[:, :], counts)
+    status, _, err = run("from-10x", str(sample), "--source", "mtx")
+    assert status == 1 and "filtered_feature_bc_matrix" in err
+
+
 def test_from_10x_names_and_places_the_file(tmp_path: Path) -> None:
     sample, counts = make_cellranger(tmp_path, 3)
     status, out, _ = run("from-10x", str(sample))

@@ -117,18 +117,23 @@ def combine(output: str, inputs: tuple[str, ...], key: str | None, batch_size: i
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
               help="The Loom file to write (default: <sample>.loom inside FOLDER, as loompy names it).")
 @click.option("--genome", default=None, help="Genome folder to import from a cellranger v2 folder.")
-def from_10x(folder: str, output: str | None, genome: str | None) -> None:
+@click.option("--source", type=click.Choice(["auto", "mtx", "h5"]), default="auto", show_default=True,
+              help="The matrix to read: the matrix-market folder, the 10x HDF5 file, or whichever exists.")
+@_progress_option
+def from_10x(folder: str, output: str | None, genome: str | None, source: str, progress: bool | None) -> None:
     """Import a cellranger output FOLDER (v2, v3+ or the 10x HDF5 matrix) into a Loom file."""
     from .io import create_from_cellranger
 
+    def build(outdir: str | None) -> str:
+        return create_from_cellranger(folder, outdir, genome, source=source, progress=progress)  # type: ignore[arg-type]
+
     if output is None:
-        written = create_from_cellranger(folder, genome=genome)
+        written = build(None)
     else:
         target = os.path.abspath(output)
         # The importer names its file after the sample; build it aside, then move it to OUTPUT.
         with tempfile.TemporaryDirectory(dir=os.path.dirname(target), prefix=".loomfile-") as aside:
-            built = create_from_cellranger(folder, outdir=aside, genome=genome)
-            shutil.move(built, target)
+            shutil.move(build(aside), target)
         written = output
     click.echo(f"wrote {written}")
 
