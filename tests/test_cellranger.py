@@ -16,6 +16,8 @@ import scipy.io
 import scipy.sparse as sparse
 
 import loomfile
+from loomfile.io import _text, cellranger
+from loomfile.io.matrix_market import matrix_market_columns, read_header
 from test_importers import assert_same_loom
 
 
@@ -220,3 +222,57 @@ def test_missing_and_malformed_inputs(tmp_path: Path) -> None:
     with pytest.raises(loomfile.LoomFormatError, match="no '/matrix/indptr'"):
         loomfile.create_from_cellranger(os.fspath(h5_sample))
     assert not list(tmp_path.rglob("*.loom"))
+
+
+@pytest.fixture
+def small_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of a few lines, pieces of a few nonzeros, bands of one chunk column (64 columns)."""
+    monkeypatch.setattr(_text, "BLOCK_BYTES", 3000)
+    monkeypatch.setattr(cellranger, "PIECE_ENTRIES", 500)
+    monkeypatch.setattr(cellranger, "BAND_BYTES", 1)
+
+
+def _swap_late_entries(mtx_gz: Path) -> None:
+    """Two entries near the end change places: the columns stop being in order after many blocks."""
+    lines = gzip.decompress(mtx_gz.read_bytes()).decode().splitlines(keepends=True)
+    lines[-2], lines[-40] = lines[-40], lines[-2]
+    mtx_gz.write_bytes(gzip.compress("".join(lines).encode()))
+
+
+@pytest.mark.usefixtures("small_pieces")
+@pytest.mark.parametrize("source", ["mtx", "mtx swapped late", "h5"])
+def test_streamed_in_many_pieces_and_bands(tmp_path: Path, source: str) -> None:
+    sample, counts = make_cellranger(tmp_path, 3, n_genes=50, n_cells=300, h5=True)
+    if source == "mtx swapped late":
+        _swap_late_entries(sample / "outs" / "filtered_feature_bc_matrix" / "matrix.mtx.gz")
+    kind = "h5" if source == "h5" else "mtx"
+    path = _import(sample, tmp_path / "lf", loomfile, source=kind)
+    assert_same_loom(path, _import(sample, tmp_path / "lp", loompy))
+    keep = np.zeros(300, dtype=bool)
+    keep[[0, 5, 63, 64, 65, 127, 128, 200, 299]] = True
+    keep[150:190] = True
+    cell_ids = [f"sample3:AAAC{j:06d}-1" for j in np.flatnonzero(keep)]
+    selected = _import(sample, tmp_path / "sel", loomfile, source=kind, selected_cellids=cell_ids)
+    with loomfile.connect(selected, "r") as ds:
+        assert list(ds.ca.CellID) == cell_ids
+        np.testing.assert_array_equal(ds[:, :], counts[:, keep])
+        np.testing.assert_array_equal(ds.ca.ClusterID, np.arange(300)[keep] % 3)
+
+
+@pytest.mark.usefixtures("small_pieces")
+@pytest.mark.parametrize("swapped", [False, True])
+def test_matrix_market_columns_cover_the_matrix(tmp_path: Path, swapped: bool) -> None:
+    sample, counts = make_cellranger(tmp_path, 3, n_genes=50, n_cells=300)
+    path = sample / "outs" / "filtered_feature_bc_matrix" / "matrix.mtx.gz"
+    if swapped:
+        _swap_late_entries(path)
+    pieces = list(matrix_market_columns(os.fspath(path), read_header(os.fspath(path))))
+    assert len(pieces) > 5
+    rebuilt = np.zeros_like(counts)
+    for first, piece in pieces:
+        rebuilt[:, first : first + piece.shape[1]] = piece.toarray()
+    np.testing.assert_array_equal(rebuilt, counts)
+    if swapped:  # the last piece starts over with the whole matrix
+        assert pieces[-1][0] == 0 and pieces[-1][1].shape == counts.shape
+    else:
+        assert [first for first, _ in pieces] == sorted({first for first, _ in pieces})

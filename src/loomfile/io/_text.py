@@ -12,9 +12,10 @@ from isal import igzip
 
 from .._errors import LoomNotFoundError
 
-# Bytes handed to a parser at a time: large enough that numpy's per-call cost vanishes, small
-# enough that a block and its parsed numbers stay a few tens of MB.
-BLOCK_BYTES = 16 << 20
+# Bytes handed to a parser at a time: large enough that numpy's per-call cost vanishes, small enough
+# that numpy's parser (which holds the GIL for a whole call) lets the threads compressing earlier
+# bands run often, and that a block and its parsed numbers stay a few MB.
+BLOCK_BYTES = 2 << 20
 
 
 def require(path: str, what: str) -> str:

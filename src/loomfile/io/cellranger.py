@@ -15,14 +15,18 @@ with ``source="h5"`` (``source="mtx"`` insists on a folder). Both give the same 
 integer counts are stored as int64 (what loompy's matrix-market reader gives), genes and barcodes
 as the same strings.
 
-The matrix stays sparse throughout (CSC, 12 bytes per nonzero with its int32 row index), and the
-Loom file is written from it band by band; loompy makes it dense first (8 bytes per matrix element).
+The matrix is never whole in memory: its columns are read in pieces (a block of matrix-market
+text, or a range of the HDF5 datasets) and written in bands of whole chunk columns on a second
+thread while the next piece is read, so reading, parsing, compressing and writing overlap and memory
+is a few bands. loompy makes the whole matrix dense first (8 bytes per matrix element).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,23 +34,33 @@ import h5py
 import numpy as np
 import scipy.sparse as sparse
 
+from .. import _chunkwrite
+from .. import _format as fmt
 from .._errors import LoomFormatError, LoomNotFoundError, LoomValueError
-from ..connection import create
+from ..connection import new
 from ._text import read_lines, require
-from .matrix_market import read_matrix_market
+from .matrix_market import matrix_market_columns, read_header, read_matrix_market
 
 Source = Literal["auto", "mtx", "h5"]
+Pieces = Iterator[tuple[int, sparse.csc_matrix]]  # (first column, CSC matrix of the next columns)
 V2_FOLDER = os.path.join("outs", "filtered_gene_bc_matrices")
 V3_FOLDER = os.path.join("outs", "filtered_feature_bc_matrix")
 V3_H5 = os.path.join("outs", "filtered_feature_bc_matrix.h5")
 V2_H5 = os.path.join("outs", "filtered_gene_bc_matrices_h5.h5")
+# Nonzeros read from a 10x HDF5 file at a time (h5py holds the GIL while HDF5 inflates them, so
+# the writing threads wait that long), and the size a written band aims at when dense.
+PIECE_ENTRIES = 1 << 18
+BAND_BYTES = 32 << 20
 
 
 @dataclass
-class CountMatrix:
-    """A genes x cells matrix with its gene ids and names, cell barcodes and (v2) genome."""
+class Counts:
+    """A genes x cells count matrix: its shape, dtype and ids, and its columns in pieces, read when asked."""
 
-    matrix: sparse.csc_matrix
+    where: str  # the file the matrix comes from, for messages
+    shape: tuple[int, int]
+    dtype: np.dtype[Any]
+    pieces: Callable[[], Pieces]
     accession: np.ndarray
     gene: np.ndarray
     barcodes: np.ndarray
@@ -78,18 +92,29 @@ def _find(folder: str, name: str, gz: bool, what: str) -> str:
     return require(expected, what)
 
 
-def read_mtx_folder(folder: str, gz: bool, genome: str | None, progress: bool | None = None) -> CountMatrix:
+def read_mtx_folder(folder: str, gz: bool, genome: str | None, progress: bool | None = None) -> Counts:
     """A cellranger matrix-market folder: v2 (plain files, genes.tsv) or v3+ (gzipped, features.tsv.gz)."""
     features = read_lines(_find(folder, "features.tsv" if gz else "genes.tsv", gz, "Genes file"))
     barcodes = read_lines(_find(folder, "barcodes.tsv", gz, "Barcodes file"))
-    matrix = read_matrix_market(_find(folder, "matrix.mtx", gz, "Matrix file"), progress=progress)
-    return CountMatrix(
-        matrix if sparse.issparse(matrix) else sparse.csc_matrix(matrix),
+    path = _find(folder, "matrix.mtx", gz, "Matrix file")
+    header = read_header(path)
+    ids = (
         _strings(features, 0),
         _strings(features, 1),
         np.array([b.strip() for b in barcodes], dtype=object),
-        genome,
     )
+    if header.fast:
+        dtype = np.dtype(np.int64 if header.field == "integer" else np.float64)
+        return Counts(
+            path,
+            header.shape,
+            dtype,
+            lambda: matrix_market_columns(path, header, progress=progress),
+            *ids,
+            genome,
+        )
+    matrix = sparse.csc_matrix(read_matrix_market(path, progress=progress))  # the rare layouts scipy reads
+    return Counts(path, matrix.shape, matrix.dtype, lambda: iter([(0, matrix)]), *ids, genome)
 
 
 def _dataset(group: h5py.Group, name: str) -> h5py.Dataset:
@@ -103,9 +128,10 @@ def _h5_strings(group: h5py.Group, name: str) -> np.ndarray:
     return np.array([value.strip() for value in _dataset(group, name).asstr()[()]], dtype=object)
 
 
-def read_10x_h5(path: str, genome: str | None = None) -> CountMatrix:
+def read_10x_h5(path: str, genome: str | None = None) -> Counts:
     """A 10x HDF5 matrix: v3+ (``matrix/`` with ``features/``) or v2 (one group per genome, the
-    first one unless ``genome`` names another)."""
+    first one unless ``genome`` names another). Counts are read as int64 (floats as float64), as
+    the matrix-market reader gives them."""
     with h5py.File(require(path, "10x HDF5 file"), "r") as f:
         if "matrix" in f:
             group = f["matrix"]
@@ -118,8 +144,14 @@ def read_10x_h5(path: str, genome: str | None = None) -> CountMatrix:
                 raise LoomNotFoundError(msg)
             group = features = f[genome]
             ids, names = "genes", "gene_names"
-        return CountMatrix(
-            _h5_matrix(path, group),
+        shape, indptr = _h5_layout(path, group)
+        dtype = np.dtype(np.float64 if _dataset(group, "data").dtype.kind == "f" else np.int64)
+        group_name = group.name
+        return Counts(
+            path,
+            shape,
+            dtype,
+            lambda: _h5_pieces(path, group_name, shape[0], dtype, indptr),
             _h5_strings(features, ids),
             _h5_strings(features, names),
             _h5_strings(group, "barcodes"),
@@ -127,27 +159,50 @@ def read_10x_h5(path: str, genome: str | None = None) -> CountMatrix:
         )
 
 
-def _h5_matrix(path: str, group: h5py.Group) -> sparse.csc_matrix:
-    """The CSC matrix of a 10x group, in the dtypes the matrix-market reader gives (int64 or float64
-    values, int32 indices below 2**31 nonzeros), converted by HDF5 while reading."""
+def _h5_layout(path: str, group: h5py.Group) -> tuple[tuple[int, int], np.ndarray]:
+    """The shape and column pointers of a 10x group, checked against its datasets."""
     shape = tuple(int(n) for n in _dataset(group, "shape")[()])
-    data = _dataset(group, "data")
-    nnz = data.shape[0]
-    value_dtype = np.float64 if data.dtype.kind == "f" else np.int64
-    index_dtype = np.int64 if nnz >= 2**31 else np.int32
-    indptr = _dataset(group, "indptr").astype(index_dtype)[()]
-    indices = _dataset(group, "indices")
-    if len(shape) != 2 or indptr.shape != (shape[1] + 1,) or indices.shape != (nnz,) or indptr[-1] != nnz:
+    nnz = _dataset(group, "data").shape[0]
+    indptr = _dataset(group, "indptr")[()].astype(np.int64)
+    n_indices = _dataset(group, "indices").shape[0]
+    if (
+        len(shape) != 2
+        or indptr.shape != (shape[1] + 1,)
+        or n_indices != nnz
+        or indptr[0] != 0
+        or indptr[-1] != nnz
+        or (np.diff(indptr) < 0).any()
+    ):
         msg = (
             f"'{path}': the matrix in '{group.name}' is inconsistent (shape {shape}, {nnz} values, "
-            f"{indices.shape[0]} indices, {indptr.shape[0]} column pointers ending at {indptr[-1]})"
+            f"{n_indices} indices, {indptr.shape[0]} column pointers from {indptr[0]} to {indptr[-1]})"
         )
         raise LoomFormatError(msg)
-    values = data.astype(value_dtype)[()]
-    return sparse.csc_matrix((values, indices.astype(index_dtype)[()], indptr), shape=shape)
+    return (shape[0], shape[1]), indptr
 
 
-def _read(indir: str, genome: str | None, source: Source, progress: bool | None) -> CountMatrix:
+def _h5_pieces(path: str, group_name: str, n_rows: int, dtype: np.dtype[Any], indptr: np.ndarray) -> Pieces:
+    """The columns of a 10x group, about PIECE_ENTRIES nonzeros at a time, converted by HDF5 while
+    reading to the dtypes the matrix-market reader gives (int32 indices below 2**31 nonzeros)."""
+    index_dtype = np.int64 if indptr[-1] >= 2**31 else np.int32
+    n_cols = indptr.size - 1
+    with h5py.File(path, "r") as f:
+        data, indices = f[group_name]["data"].astype(dtype), f[group_name]["indices"].astype(index_dtype)
+        first = 0
+        while first < n_cols:
+            stop = max(first + 1, int(np.searchsorted(indptr, indptr[first] + PIECE_ENTRIES, "right")) - 1)
+            stop = min(stop, n_cols)
+            lo, hi = int(indptr[first]), int(indptr[stop])
+            rows = indices[lo:hi]
+            if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
+                msg = f"'{path}': a row index of columns {first}..{stop - 1} is outside 0..{n_rows - 1}"
+                raise LoomFormatError(msg)
+            column_starts = (indptr[first : stop + 1] - lo).astype(index_dtype)
+            yield first, sparse.csc_matrix((data[lo:hi], rows, column_starts), shape=(n_rows, stop - first))
+            first = stop
+
+
+def _read(indir: str, genome: str | None, source: Source, progress: bool | None) -> Counts:
     """The count matrix of a cellranger folder, from the source the module docstring describes."""
     if source not in ("auto", "mtx", "h5"):
         msg = f"source must be 'auto', 'mtx' or 'h5', not {source!r}"
@@ -169,6 +224,86 @@ def _read(indir: str, genome: str | None, source: Source, progress: bool | None)
     }
     msg = f"No cellranger matrix in '{indir}': looked for " + ", ".join(wanted[source])
     raise LoomNotFoundError(msg)
+
+
+class ColumnBands:
+    """Pieces of columns, given in order, written into a layer in bands of whole chunk columns on a
+    second thread while the caller reads the next piece; at most one band is being written and
+    one gathered. ``keep`` (a mask over the input columns) drops columns on the way. A piece that
+    does not start where the previous one ended (a reader starting over) is written from its own
+    column, after what was gathered.
+
+    Use it as a context manager: leaving it writes what remains and waits for the writes."""
+
+    def __init__(self, dset: h5py.Dataset, keep: np.ndarray | None) -> None:
+        self.dset, self.keep = dset, keep
+        n_rows, chunk_cols = dset.shape[0], dset.chunks[1]
+        self.width = max(1, BAND_BYTES // (n_rows * dset.dtype.itemsize * chunk_cols)) * chunk_cols
+        # the output column of each input column (and of the end)
+        self.output = None if keep is None else np.concatenate([[0], np.cumsum(keep)])
+        self.gathered: list[sparse.csc_matrix] = []
+        self.start = 0  # output column of the first gathered column
+        self.next = 0  # input column the next piece should start at
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="loomfile-import-write")
+        self.writing: Future[None] | None = None
+
+    def put(self, first: int, piece: sparse.csc_matrix) -> None:
+        if first != self.next:
+            self._write_gathered()
+            self.start = first if self.output is None else int(self.output[first])
+        self.next = first + piece.shape[1]
+        if self.keep is not None:
+            piece = piece[:, self.keep[first : self.next]]
+        if piece.dtype.kind == "f":
+            fmt.check_finite(piece.data, "The matrix")
+        self.gathered.append(piece)
+        width = sum(p.shape[1] for p in self.gathered)
+        if width >= self.width:
+            band = sparse.hstack(self.gathered, format="csc")
+            cut = width // self.width * self.width
+            self.gathered = [band[:, cut:]] if cut < width else []
+            self._write(self.start, band[:, :cut])
+            self.start += cut
+
+    def _write_gathered(self) -> None:
+        if self.gathered:
+            band = sparse.hstack(self.gathered, format="csc")
+            self.gathered = []
+            self._write(self.start, band)
+            self.start += band.shape[1]
+
+    def _write(self, col: int, band: sparse.csc_matrix) -> None:
+        self._wait()
+        self.writing = self.writer.submit(lambda: _chunkwrite.write(self.dset, 0, col, band.toarray()))
+
+    def _wait(self) -> None:
+        if self.writing is not None:
+            writing, self.writing = self.writing, None
+            writing.result()
+
+    def __enter__(self) -> ColumnBands:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                self._write_gathered()
+                self._wait()
+            else:  # the caller's error is the one to see; the band being written is discarded with the file
+                with contextlib.suppress(Exception):
+                    self._wait()
+        finally:
+            self.writer.shutdown(wait=True)
+
+
+def _check_lengths(counts: Counts, col_attrs: Mapping[str, np.ndarray]) -> None:
+    """Raise unless the genes, cells and analysis values match the matrix's shape."""
+    checks = [("genes", counts.accession.size, 0)]
+    checks += [(f"values of {name!r}", values.shape[0], 1) for name, values in col_attrs.items()]
+    for what, n, axis in checks:
+        if n != counts.shape[axis]:
+            msg = f"'{counts.where}' has {counts.shape[axis]} {('rows', 'columns')[axis]}, but there are {n} {what}"
+            raise LoomFormatError(msg)
 
 
 def _analysis_attrs(indir: str) -> dict[str, np.ndarray]:
@@ -217,18 +352,19 @@ def create_from_cellranger(
 ) -> str:
     """Create ``{outdir}/{sample}.loom`` from a cellranger output folder; return its path.
 
-    As loompy: ``sample`` is the folder's name, CellID is ``sample:barcode``, rows get ``Accession``
-    and ``Gene``, tSNE ``X``/``Y`` and ``ClusterID`` are added when the analysis folder has them,
-    and the globals get ``Genome`` (the ``genome`` argument, or the v2 genome read), ``Cmdline``
-    and ``Versions`` (from ``_cmdline`` and ``_versions``). ``selected_cellids`` keeps only those
-    cells (in the folder's order; loompy 3.0.8 accepts the argument but ignores it).
+        As loompy: ``sample`` is the folder's name, CellID is ``sample:barcode``, rows get ``Accession``
+        and ``Gene``, tSNE ``X``/``Y`` and ``ClusterID`` are added when the analysis folder has them,
+        and the globals get ``Genome`` (the ``genome`` argument, or the v2 genome read), ``Cmdline``
+        and ``Versions`` (from ``_cmdline`` and ``_versions``). ``selected_cellids`` keeps only those
+        cells (in the folder's order; loompy 3.0.8 accepts the argument but ignores it).
 
-    ``source`` chooses the matrix: ``"auto"`` (a matrix-market folder, else a 10x HDF5 file; see
-    the module docstring), ``"mtx"`` or ``"h5"``. The matrix stays sparse throughout.
+        ``source`` chooses the matrix: ``"auto"`` (a matrix-market folder, else a 10x HDF5 file; see
+        the module docstring), ``"mtx"`` or ``"h5"``. The matrix is read and written a band of columns
+    at a time, never whole.
 
-    Examples
-    --------
-    >>> path = loomfile.create_from_cellranger("runs/sample1", "looms/")
+        Examples
+        --------
+        >>> path = loomfile.create_from_cellranger("runs/sample1", "looms/")
     """
     outdir = indir if outdir is None else outdir
     sample = os.path.basename(os.path.abspath(indir))
@@ -238,11 +374,26 @@ def create_from_cellranger(
         "CellID": np.array([f"{sample}:{b}" for b in counts.barcodes], dtype=object)
     }
     col_attrs.update(_analysis_attrs(indir))
-    matrix = counts.matrix
+    _check_lengths(counts, col_attrs)
+    keep = None
     if selected_cellids is not None:
         keep = np.isin(col_attrs["CellID"], np.asarray(selected_cellids, dtype=object))
-        matrix = matrix[:, keep]
         col_attrs = {k: v[keep] for k, v in col_attrs.items()}
+    shape = (counts.shape[0], col_attrs["CellID"].shape[0])
+    if 0 in shape:
+        msg = f"'{counts.where}' gives a matrix of shape {shape}; Loom needs at least one row and one column"
+        raise LoomValueError(msg)
+
+    def fill(dset: h5py.Dataset) -> None:
+        with ColumnBands(dset, keep) as bands:
+            for first, piece in counts.pieces():
+                bands.put(first, piece)
+
     path = os.path.join(outdir, f"{sample}.loom")
-    create(path, matrix, row_attrs, col_attrs, file_attrs=_file_attrs(indir, counts.genome, file_attrs))
+    with new(path, file_attrs=_file_attrs(indir, counts.genome, file_attrs)) as ds:
+        ds._store.create_layer("", shape, fmt.check_matrix_dtype(counts.dtype, "The matrix"), fill=fill)
+        for name, values in row_attrs.items():
+            ds.ra[name] = values
+        for name, values in col_attrs.items():
+            ds.ca[name] = values
     return path

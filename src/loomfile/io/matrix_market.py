@@ -1,16 +1,20 @@
-"""Matrix Market files (``.mtx``, ``.mtx.gz``): a fast reader, and ``create_from_matrix_market``.
+"""Matrix Market files (``.mtx``, ``.mtx.gz``): a block parser, and ``create_from_matrix_market``.
 
-``read_matrix_market`` parses ``coordinate`` files of integer, real or pattern entries (every 10x
-matrix, everything ``scipy.io.mmwrite`` writes for a general sparse matrix) a block of text at a
-time: numpy parses one block while a second thread reads (and, for ``.gz``, decompresses with
-igzip) the next. Entries go into arrays allocated once from the header's count, and when they come
-column by column (as cellranger and ``mmwrite`` write them) those arrays become the CSC matrix
-as they are. Memory: 16 bytes per entry (an int64 or float64 value, int32 row and column) plus a
-block; scipy's reader builds a COO matrix and then a CSC copy of it. The values get scipy's dtypes:
-int64 for integer, float64 for real and pattern (ones).
+``coordinate`` files of integer, real or pattern entries (every 10x matrix, everything
+``scipy.io.mmwrite`` writes for a general sparse matrix) are parsed a block of text at a time:
+numpy parses one block while a second thread reads (and, for ``.gz``, decompresses with igzip) the
+next. Two ways to use the entries:
 
-Other files (``array`` layout, symmetric, skew-symmetric or hermitian matrices, complex values)
-are rare for count matrices and read by ``scipy.io.mmread``.
+- ``read_matrix_market``: the whole matrix, as CSC. Entries go into arrays allocated once from the
+  size line and, when they come column by column (as cellranger and ``mmwrite`` write them), those
+  arrays become the CSC matrix as they are: 16 bytes per entry (an int64 or float64 value, int32
+  row and column) plus a block; ``scipy.io.mmread`` builds a COO matrix, then a CSC copy of it.
+- ``matrix_market_columns``: the columns in pieces, as soon as they are complete, for importers
+  that write while they read (memory: a block).
+
+Values get scipy's dtypes: int64 for integer, float64 for real and pattern (ones). Other files
+(``array`` layout, symmetric, skew-symmetric or hermitian matrices, complex values) are rare for
+count matrices and read by ``scipy.io.mmread``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import functools
 import operator
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,8 +84,9 @@ def _sized(path: str, layout: str, field: str, symmetry: str, line: str, lines: 
     return Header(layout, field, symmetry, (n_rows, n_cols), nnz, lines)
 
 
-class _Entries:
-    """The entries of a coordinate file, filled block by block into arrays sized by the header."""
+class _Parser:
+    """Blocks of whole lines of a coordinate file to validated 0-based entries, counted against the
+    size line."""
 
     def __init__(self, path: str, header: Header) -> None:
         self.path, self.header = path, header
@@ -89,34 +94,33 @@ class _Entries:
         self.number = np.int64 if header.field in ("integer", "pattern") else np.float64
         # scipy wants int64 indices (and would copy int32 ones) once there are 2**31 entries
         self.index_dtype = np.int64 if header.nnz >= 2**31 else np.int32
-        self.rows = np.empty(header.nnz, dtype=self.index_dtype)
-        self.cols = np.empty(header.nnz, dtype=self.index_dtype)
-        self.values = np.empty(0 if header.field == "pattern" else header.nnz, dtype=self.number)
         self.count = 0  # entries so far
         self.line = header.lines  # lines so far
-        self.by_column = True  # column indices never decreased so far
 
-    def add(self, text: bytes) -> int:
-        """Parse a block of whole lines; return the number of entries it held."""
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The values' dtype, as scipy.io.mmread gives it (pattern entries are float ones)."""
+        return np.dtype(np.int64 if self.header.field == "integer" else np.float64)
+
+    def parse(self, text: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, columns, values) of the entries in a block of whole lines."""
         lines = text.count(b"\n") + (not text.endswith(b"\n"))
         table = self._numbers(text, lines).reshape(-1, self.width)
         n = table.shape[0]
         if self.count + n > self.header.nnz:
             msg = f"'{self.path}' has more entries than the {self.header.nnz} its size line announces"
             raise LoomFormatError(msg)
-        span = slice(self.count, self.count + n)
-        for axis, indices in ((0, self.rows), (1, self.cols)):
-            self._check_indices(table[:, axis], axis)
-            np.subtract(table[:, axis], 1, out=indices[span], casting="unsafe")
-        if self.width == 3:
-            self.values[span] = table[:, 2]
-        if n and self.by_column:
-            cols = self.cols[span]
-            previous = self.cols[self.count - 1] if self.count else 0
-            self.by_column = bool(cols[0] >= previous and (cols[1:] >= cols[:-1]).all())
+        rows, cols = self._indices(table[:, 0], 0), self._indices(table[:, 1], 1)
+        values = table[:, 2].astype(self.dtype) if self.width == 3 else np.ones(n, dtype=self.dtype)
         self.count += n
         self.line += lines
-        return n
+        return rows, cols, values
+
+    def finish(self) -> None:
+        """Raise unless the file held as many entries as its size line announced."""
+        if self.count != self.header.nnz:
+            msg = f"'{self.path}' has {self.count} entries; its size line announces {self.header.nnz}"
+            raise LoomFormatError(msg)
 
     def _numbers(self, text: bytes, lines: int) -> np.ndarray:
         try:
@@ -147,54 +151,109 @@ class _Entries:
             parsed.append(numbers)
         return np.concatenate(parsed) if parsed else np.empty(0, dtype=self.number)
 
-    def _check_indices(self, one_based: np.ndarray, axis: int) -> None:
-        """Raise unless the 1-based row (axis 0) or column (axis 1) indices are integers within the shape."""
+    def _indices(self, one_based: np.ndarray, axis: int) -> np.ndarray:
+        """0-based row (axis 0) or column (axis 1) indices; raise unless integers within the shape."""
         size = self.header.shape[axis]
-        if not one_based.size:
-            return
         fractional = one_based.dtype.kind == "f" and bool((one_based % 1 != 0).any())
-        if not fractional and one_based.min() >= 1 and one_based.max() <= size:
-            return
-        bad = (one_based < 1) | (one_based > size) | (one_based % 1 != 0)
-        first = int(np.argmax(bad))
-        msg = (
-            f"'{self.path}': entry {self.count + first + 1} has {('row', 'column')[axis]} "
-            f"{one_based[first]}; {('rows', 'columns')[axis]} are integers in 1..{size}"
-        )
-        raise LoomFormatError(msg)
-
-    def matrix(self) -> sparse.csc_matrix:
-        """The entries as a CSC matrix (duplicates kept; they add up when read, as in scipy)."""
-        if self.count != self.header.nnz:
-            msg = f"'{self.path}' has {self.count} entries; its size line announces {self.header.nnz}"
+        if one_based.size and (fractional or one_based.min() < 1 or one_based.max() > size):
+            bad = (one_based < 1) | (one_based > size) | (one_based % 1 != 0)
+            first = int(np.argmax(bad))
+            msg = (
+                f"'{self.path}': entry {self.count + first + 1} has {('row', 'column')[axis]} "
+                f"{one_based[first]}; {('rows', 'columns')[axis]} are integers in 1..{size}"
+            )
             raise LoomFormatError(msg)
-        values = np.ones(self.count) if self.width == 2 else self.values
-        shape = self.header.shape
-        if not self.by_column:
-            return sparse.coo_matrix((values, (self.rows, self.cols)), shape=shape).tocsc()
-        columns = np.arange(shape[1] + 1, dtype=self.index_dtype)
-        indptr = np.searchsorted(self.cols, columns).astype(self.index_dtype)
-        return sparse.csc_matrix((values, self.rows, indptr), shape=shape)
+        indices = np.empty(one_based.size, dtype=self.index_dtype)
+        np.subtract(one_based, 1, out=indices, casting="unsafe")
+        return indices
+
+
+def _entry_blocks(
+    parser: _Parser, progress: bool | None
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The entries of the file, a block at a time; the count is checked once all are read."""
+    what = f"reading {os.path.basename(parser.path)}"
+    with (
+        open_binary(parser.path) as stream,
+        _progress.bar(parser.header.nnz, what, progress, "entries") as tick,
+    ):
+        for _ in range(parser.header.lines):
+            stream.readline()
+        for text in lines_in_blocks(stream):
+            entries = parser.parse(text)
+            tick(entries[0].size)
+            yield entries
+    parser.finish()
+
+
+def _csc(
+    parser: _Parser, first: int, stop: int, rows: np.ndarray, cols: np.ndarray, values: np.ndarray
+) -> sparse.csc_matrix:
+    """Columns [first, stop) of entries sorted by column (their own arrays, not copied)."""
+    indptr = np.searchsorted(cols, np.arange(first, stop + 1, dtype=cols.dtype)).astype(parser.index_dtype)
+    return sparse.csc_matrix((values, rows, indptr), shape=(parser.header.shape[0], stop - first))
 
 
 def read_matrix_market(path: str, *, progress: bool | None = None) -> sparse.csc_matrix | np.ndarray:
     """A Matrix Market file as a CSC matrix (a dense array for the ``array`` layout).
 
-    The same values and dtype as ``scipy.io.mmread(path)``, in a fraction of the time and memory for
-    the coordinate files that count matrices are (see the module docstring).
+    The same values and dtype as ``scipy.io.mmread(path)`` (see the module docstring): entries
+    are parsed into arrays sized once by the size line and, when they come column by column,
+    become the CSC matrix as they are (duplicates kept: they add up when read, as in scipy).
     """
     header = read_header(path)
     if not header.fast:
         matrix = scipy.io.mmread(path)
         return sparse.csc_matrix(matrix) if sparse.issparse(matrix) else np.asarray(matrix)
-    entries = _Entries(path, header)
-    what = f"reading {os.path.basename(path)}"
-    with open_binary(path) as stream, _progress.bar(header.nnz, what, progress, "entries") as tick:
-        for _ in range(header.lines):
-            stream.readline()
-        for text in lines_in_blocks(stream):
-            tick(entries.add(text))
-    return entries.matrix()
+    parser = _Parser(path, header)
+    rows = np.empty(header.nnz, dtype=parser.index_dtype)
+    cols = np.empty(header.nnz, dtype=parser.index_dtype)
+    values = np.empty(header.nnz, dtype=parser.dtype)
+    by_column, count = True, 0
+    for block_rows, block_cols, block_values in _entry_blocks(parser, progress):
+        span = slice(count, count + block_rows.size)
+        rows[span], cols[span], values[span] = block_rows, block_cols, block_values
+        if by_column and block_rows.size:
+            by_column = not _decreases(block_cols, cols[count - 1] if count else 0)
+        count = span.stop
+    if not by_column:
+        return sparse.coo_matrix((values, (rows, cols)), shape=header.shape).tocsc()
+    return _csc(parser, 0, header.shape[1], rows, cols, values)
+
+
+def _decreases(cols: np.ndarray, previous: int) -> bool:
+    """Whether column indices go down anywhere (after ``previous``, the last one before them)."""
+    return bool(cols[0] < previous or (cols[1:] < cols[:-1]).any())
+
+
+def matrix_market_columns(
+    path: str, header: Header, *, progress: bool | None = None
+) -> Iterator[tuple[int, sparse.csc_matrix]]:
+    """The columns of a coordinate file (``header.fast``) in pieces, in order, each piece
+    ``(first column, CSC matrix of complete columns)``, yielded as soon as it is parsed; memory is a
+    block, not the matrix.
+
+    Entries must come column by column (as cellranger and ``mmwrite`` write them). Should they not,
+    the file is read again whole and yielded as one last piece from column 0, which replaces the
+    pieces before it.
+    """
+    parser = _Parser(path, header)
+    first = 0  # the first column not yielded yet; the carried entries are all in it
+    carry = (np.empty(0, parser.index_dtype), np.empty(0, parser.index_dtype), np.empty(0, parser.dtype))
+    for block in _entry_blocks(parser, progress):
+        if block[0].size == 0:
+            continue
+        if _decreases(block[1], first):
+            yield 0, sparse.csc_matrix(read_matrix_market(path, progress=progress))
+            return
+        rows, cols, values = (np.concatenate(pair) for pair in zip(carry, block, strict=True))
+        last = int(cols[-1])
+        split = int(np.searchsorted(cols, last))
+        if last > first:
+            yield first, _csc(parser, first, last, rows[:split], cols[:split], values[:split])
+            first = last
+        carry = (rows[split:], cols[split:], values[split:])
+    yield first, _csc(parser, first, header.shape[1], *carry)
 
 
 def _metadata_lines(path: str, skip_header: bool) -> list[str]:
