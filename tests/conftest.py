@@ -11,8 +11,6 @@ import pytest
 if not hasattr(np, "in1d"):
     np.in1d = np.isin  # type: ignore[attr-defined]
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-FIXTURES = SHARED / "fixtures"
 
 
 @pytest.fixture

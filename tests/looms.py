@@ -8,6 +8,9 @@ import numpy as np
 
 import loomfile
 
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"  # ../shared beside the repo
+FIXTURES = SHARED / "fixtures"  # files written by third-party tools
+
 
 def counts_file(
     path: Path, n_rows: int, n_cols: int, seed: int, cell_prefix: str = "c", sizes: bool = True

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sparse
 from click.testing import CliRunner
-from looms import counts_file
-from test_cellranger import make_cellranger
 
 import loomfile
 from loomfile.cli import cli, main
+from looms import counts_file
+from test_cellranger import make_cellranger
 
 COMMANDS = ["info", "validate", "combine", "from-10x", "to-h5ad", "from-h5ad", "export", "demo"]
 

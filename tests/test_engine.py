@@ -1121,7 +1121,7 @@ def test_misreported_positions_inside_the_grid_are_caught(tmp_path: Path) -> Non
 
 
 def _fixture_matrices() -> list[tuple[str, str]]:
-    from conftest import FIXTURES
+    from looms import FIXTURES
 
     found = []
     for path in sorted(FIXTURES.glob("*.loom")):

@@ -22,7 +22,7 @@ import pytest
 import scipy.sparse as sparse
 
 import loomfile
-from conftest import FIXTURES
+from looms import FIXTURES
 
 REPO = Path(__file__).resolve().parents[1]
 _NUMERIC_REF = re.compile(r"&#(?:x([0-9a-fA-F]+)|([0-9]+));")

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
-from looms import counts_file
 
 import loomfile
 from loomfile import _progress
+from looms import counts_file
 
 
 class Recorder:
     """Stands in for tqdm: remembers each bar's description, total and the sum of its updates."""
 
-    bars: list[Recorder] = []
+    bars: ClassVar[list[Recorder]] = []
 
     def __init__(self, total: int, desc: str, **options: Any) -> None:
         self.total, self.desc, self.done, self.closed = total, desc, 0, False
