@@ -228,8 +228,8 @@ def _read(indir: str, genome: str | None, source: Source, progress: bool | None)
 
 class ColumnBands:
     """Pieces of columns, given in order, written into a layer in bands of whole chunk columns on a
-    second thread while the caller reads the next piece; at most one band is being written and
-    one gathered. ``keep`` (a mask over the input columns) drops columns on the way. A piece that
+    second thread while the caller reads the next piece; one band is dense at a time, being
+    written. ``keep`` (a mask over the input columns) drops columns on the way. A piece that
     does not start where the previous one ended (a reader starting over) is written from its own
     column, after what was gathered.
 
@@ -262,7 +262,8 @@ class ColumnBands:
             band = sparse.hstack(self.gathered, format="csc")
             cut = width // self.width * self.width
             self.gathered = [band[:, cut:]] if cut < width else []
-            self._write(self.start, band[:, :cut])
+            for lo in range(0, cut, self.width):  # one band at a time, even from a whole matrix
+                self._write(self.start + lo, band[:, lo : lo + self.width])
             self.start += cut
 
     def _write_gathered(self) -> None:
