@@ -39,6 +39,9 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import _status_mb
+
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SCALES = {"tiny": (2000, 5000), "medium": (30000, 10000), "full": (30000, 100000)}
 DENSITY = 0.05
@@ -172,14 +175,6 @@ def ensure_input(n_genes: int, n_cells: int) -> dict[str, Any]:
 
 
 # --- one measurement, in a child process -------------------------------------------------------------
-
-
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(field)
 
 
 def checksum(path: str) -> dict[str, float]:
