@@ -172,8 +172,17 @@ def check_matrix_dtype(dtype: npt.DTypeLike, what: str) -> np.dtype[Any]:
 
 
 def check_finite(values: np.ndarray[Any, Any], what: str) -> None:
-    """Loom (like loompy) does not allow NaN or infinity in layers."""
-    if values.dtype.kind == "f" and values.size and not np.isfinite(values).all():
+    """Loom (like loompy) does not allow NaN or infinity in layers.
+
+    A finite sum proves every value finite (NaN and infinities make any sum NaN or infinite), at
+    no memory; only a sum that overflowed needs the value-by-value check.
+    """
+    if values.dtype.kind != "f" or not values.size:
+        return
+    with np.errstate(all="ignore"):
+        if np.isfinite(values.sum()):
+            return
+    if not np.isfinite(values).all():
         msg = f"{what} contains NaN or infinite values, which Loom layers cannot hold"
         raise LoomValueError(msg)
 

@@ -16,11 +16,16 @@ from ._chunks import ChunkLayout, fill_of, filters_of
 from ._codec import batch_function
 
 
-def _load_writer() -> Callable[..., int] | None:
+def _load_writer(keep_gil: bool) -> Callable[..., int] | None:
     """HDF5's own H5Dwrite_chunk, called by the compiled helper for a whole group of chunks at once
     (h5py's write_direct_chunk costs about 8 us per chunk, on the one thread that feeds HDF5).
-    HDF5 is found among the libraries loaded for h5py (Linux); None elsewhere."""
-    loop = batch_function("loomfile_write_chunks", keep_gil=True)
+    HDF5 is found among the libraries loaded for h5py (Linux); None elsewhere.
+
+    ``keep_gil``: hold the GIL during the call, for files HDF5 writes through a Python file object
+    (the journal): its callbacks need the GIL. Files written by HDF5's own driver release it, so
+    the pool keeps encoding while HDF5 stores a group (h5py's lock still keeps HDF5 to one thread).
+    """
+    loop = batch_function("loomfile_write_chunks", keep_gil=keep_gil)
     if loop is None:
         return None
     try:
@@ -42,7 +47,7 @@ def _load_writer() -> Callable[..., int] | None:
     return functools.partial(loop, address)
 
 
-_writer = _load_writer()
+_writers = {keep_gil: _load_writer(keep_gil) for keep_gil in (True, False)}
 
 
 def hand_to_hdf5(
@@ -56,7 +61,8 @@ def hand_to_hdf5(
     """Write stored chunks into ``dset``: chunk i is ``sizes[i]`` bytes at ``src[positions[i]:]``,
     with filter mask ``masks[i]``, at element offset ``offsets[i]``; in one call when possible
     (h5py's lock held: HDF5 is not thread-safe)."""
-    if _writer is None:
+    writer = _writers[dset.file.driver == "fileobj"]
+    if writer is None:
         write_chunk = dset.id.write_direct_chunk
         for at, size, mask, (r, c) in zip(
             positions.tolist(), sizes.tolist(), masks.tolist(), offsets.tolist(), strict=True
@@ -67,7 +73,7 @@ def hand_to_hdf5(
     positions, sizes, masks = (np.ascontiguousarray(a, dtype=np.int64) for a in (positions, sizes, masks))
     offsets = np.ascontiguousarray(offsets, dtype=np.uint64)
     with h5py._objects.phil:
-        failed = _writer(
+        failed = writer(
             dset.id.id,
             src.ctypes.data,
             positions.ctypes.data,

@@ -48,16 +48,21 @@ def read(
     layout: ChunkLayout | None = None,
     transposed: bool = False,
     reuse: bool = False,
+    out: np.ndarray[Any, Any] | None = None,
 ) -> np.ndarray[Any, Any]:
     """``dset[rows, cols]`` with numpy (orthogonal) semantics, as a 2-D array (or, with
     ``transposed``, its transpose, C-ordered). With a ``layout`` the chunk engine reads it;
-    without, h5py does. ``reuse``: see ``_engine.read``.
+    without, h5py does. ``reuse`` and ``out``: see ``_engine.read``.
     """
     if layout is not None:
-        return _engine.read(layout, rows, cols, transposed, reuse)
+        return _engine.read(layout, rows, cols, transposed, reuse, out)
+    block = _read_h5py(dset, rows, cols)
     if transposed:
-        return transpose(_read_h5py(dset, rows, cols))
-    return _read_h5py(dset, rows, cols)
+        block = transpose(block)
+    if out is not None:
+        out[...] = block
+        return out
+    return block
 
 
 def transpose(block: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:

@@ -365,12 +365,15 @@ class LoomStore:
         cols: AxisSelection,
         transposed: bool = False,
         reuse: bool = False,
+        out: np.ndarray[Any, Any] | None = None,
     ) -> np.ndarray[Any, Any]:
         """``layer[rows, cols]`` (orthogonal); with ``transposed``, its transpose, C-ordered. With
-        ``reuse``, the result may live in the calling thread's band buffer (``_engine.band_buffer``)."""
+        ``reuse``, the result may live in the calling thread's band buffer (``_engine.band_buffer``);
+        with ``out``, it is placed there."""
         dset = self.layer(name)
         with damaged(dset.name):
-            return _matrix_io.read(dset, rows, cols, self._layout(name, dset, rows, cols), transposed, reuse)
+            layout = self._layout(name, dset, rows, cols)
+            return _matrix_io.read(dset, rows, cols, layout, transposed, reuse, out)
 
     def _layout(
         self, name: str, dset: h5py.Dataset, rows: AxisSelection, cols: AxisSelection
