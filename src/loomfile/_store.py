@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _engine, _hdf5chunks, _matrix_io
 from . import _format as fmt
-from ._btree import Source, Wanted
+from ._btree import Source, Wanted, chunk_records
 from ._changes import LAYERS, META, ChangeLog, layer_key
 from ._chunks import ChunkLayout, filters_of, layout_of
 from ._errors import (
@@ -556,7 +556,19 @@ class LoomStore:
                     layout, AxisSelection.full(layout.shape[0]), AxisSelection.full(layout.shape[1])
                 )
                 return values.reshape(dset.shape)
+        self._refuse_damaged_index(dset)
         return dset[()]
+
+    def _refuse_damaged_index(self, dset: h5py.Dataset) -> None:
+        """A LoomFormatError for a chunked dataset whose chunk index loops or points outside the
+        file, before h5py reads it: HDF5 can loop forever or crash the process on such an index."""
+        if dset.chunks is None or dset.is_virtual:
+            return
+        source = self._source
+        if source is None and dset.file.driver == "sec2":
+            source = dset.file.id.get_vfd_handle()
+        if source is not None:
+            chunk_records(dset, source)  # (raises on damage; None for index types it does not parse)
 
     def _replace_dataset(self, path: str, **options: Any) -> None:
         """Write a dataset under a temporary name, then swap it in (no window without the data)."""

@@ -703,5 +703,25 @@ def test_chunk_index_that_loops_is_refused_without_crashing(tmp_path: Path) -> N
         assert "/layers/small_chunks" in report.answers[0]["message"]
 
 
+def test_a_looping_index_in_a_string_attribute_is_refused_on_an_ordinary_read(tmp_path: Path) -> None:
+    """Attributes h5py reads itself (strings, few chunks) get the same index check first, so the
+    ordinary connect (not only validate="full") names the damaged index before HDF5 walks it (HDF5
+    gives up on this one with a generic error; on a layer's index it overflowed its stack)."""
+    path = tmp_path / "seed.loom"
+    write_loomfile_seed(path, seed_data())
+    words = np.array([f"w{j}" for j in range(140)], dtype=object)
+    with h5py.File(path, "r+") as f:  # 140 chunks of one string: a two-level index
+        f.create_dataset("/col_attrs/Words", data=words, chunks=(1,), dtype=h5py.string_dtype())
+    blob = path.read_bytes()
+    nodes = [r for r in regions(path) if r.kind == "chunk index" and r.owner == "/col_attrs/Words"]
+    root = next(n for n in nodes if blob[n.start + 5] > 0)
+    first_child = root.start + 24 + 8 + 8 * 2  # (a 1-D dataset's keys hold two offsets)
+    loop = struct.pack("<Q", root.start)
+    flips = [[first_child + i, blob[first_child + i] ^ loop[i]] for i in range(8) if blob[first_child + i] != loop[i]]
+    report = run_attempts(path, [{"id": 0, "flips": flips}], True)
+    assert report.answers.get(0, {}).get("result") == "error", (report.answers, report.crashes)
+    assert "chunk index of /col_attrs/Words is damaged" in report.answers[0]["message"]
+
+
 if __name__ == "__main__":
     worker(sys.argv[1], json.loads(sys.argv[2]), sys.argv[3])
