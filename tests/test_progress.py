@@ -128,3 +128,14 @@ def test_real_bar_draws_on_stderr(monkeypatch: pytest.MonkeyPatch, capsys: pytes
         for _ in range(10):
             tick(1)
     assert "testing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("source", ["mtx", "h5"])
+def test_importing_a_10x_folder(tmp_path: Path, bars: list[Recorder], source: str) -> None:
+    from test_cellranger import make_cellranger
+
+    sample, counts = make_cellranger(tmp_path, 3, n_cells=300, mtx=source == "mtx", h5=source == "h5")
+    loomfile.create_from_cellranger(str(sample), str(tmp_path), source=source, progress=True)
+    (bar,) = bars
+    assert bar.closed and bar.done == bar.total
+    assert bar.total == (np.count_nonzero(counts) if source == "mtx" else counts.shape[1])

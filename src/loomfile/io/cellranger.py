@@ -34,7 +34,7 @@ import h5py
 import numpy as np
 import scipy.sparse as sparse
 
-from .. import _chunkwrite
+from .. import _chunkwrite, _progress
 from .. import _format as fmt
 from .._errors import LoomFormatError, LoomNotFoundError, LoomValueError
 from ..connection import new
@@ -128,7 +128,7 @@ def _h5_strings(group: h5py.Group, name: str) -> np.ndarray:
     return np.array([value.strip() for value in _dataset(group, name).asstr()[()]], dtype=object)
 
 
-def read_10x_h5(path: str, genome: str | None = None) -> Counts:
+def read_10x_h5(path: str, genome: str | None = None, progress: bool | None = None) -> Counts:
     """A 10x HDF5 matrix: v3+ (``matrix/`` with ``features/``) or v2 (one group per genome, the
     first one unless ``genome`` names another). Counts are read as int64 (floats as float64), as
     the matrix-market reader gives them."""
@@ -151,7 +151,7 @@ def read_10x_h5(path: str, genome: str | None = None) -> Counts:
             path,
             shape,
             dtype,
-            lambda: _h5_pieces(path, group_name, shape[0], dtype, indptr),
+            lambda: _h5_pieces(path, group_name, shape[0], dtype, indptr, progress),
             _h5_strings(features, ids),
             _h5_strings(features, names),
             _h5_strings(group, "barcodes"),
@@ -181,12 +181,14 @@ def _h5_layout(path: str, group: h5py.Group) -> tuple[tuple[int, int], np.ndarra
     return (shape[0], shape[1]), indptr
 
 
-def _h5_pieces(path: str, group_name: str, n_rows: int, dtype: np.dtype[Any], indptr: np.ndarray) -> Pieces:
+def _h5_pieces(
+    path: str, group_name: str, n_rows: int, dtype: np.dtype[Any], indptr: np.ndarray, progress: bool | None
+) -> Pieces:
     """The columns of a 10x group, about PIECE_ENTRIES nonzeros at a time, converted by HDF5 while
     reading to the dtypes the matrix-market reader gives (int32 indices below 2**31 nonzeros)."""
     index_dtype = np.int64 if indptr[-1] >= 2**31 else np.int32
     n_cols = indptr.size - 1
-    with h5py.File(path, "r") as f:
+    with h5py.File(path, "r") as f, _progress.bar(n_cols, "importing", progress, "columns") as tick:
         data, indices = f[group_name]["data"].astype(dtype), f[group_name]["indices"].astype(index_dtype)
         first = 0
         while first < n_cols:
@@ -199,6 +201,7 @@ def _h5_pieces(path: str, group_name: str, n_rows: int, dtype: np.dtype[Any], in
                 raise LoomFormatError(msg)
             column_starts = (indptr[first : stop + 1] - lo).astype(index_dtype)
             yield first, sparse.csc_matrix((data[lo:hi], rows, column_starts), shape=(n_rows, stop - first))
+            tick(stop - first)
             first = stop
 
 
@@ -216,7 +219,7 @@ def _read(indir: str, genome: str | None, source: Source, progress: bool | None)
     if source != "mtx":
         for name in (V3_H5, V2_H5):
             if os.path.isfile(os.path.join(indir, name)):
-                return read_10x_h5(os.path.join(indir, name), genome)
+                return read_10x_h5(os.path.join(indir, name), genome, progress)
     wanted = {
         "auto": (V2_FOLDER, V3_FOLDER, V3_H5, V2_H5),
         "mtx": (V2_FOLDER, V3_FOLDER),
