@@ -29,6 +29,7 @@ def test_demo_runs_and_writes_readable_files(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "totals agree with the TotalUMI attribute: True" in result.stdout
+    assert "AnnData 500 cells x 300 genes, obsp ['KNN']" in result.stdout
     with loomfile.connect(tmp_path / "combined.loom", "r") as ds:
         assert ds.shape == (300, 500)
         assert set(ds.layers.keys()) == {"", "spliced", "unspliced"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 import time
@@ -122,7 +123,10 @@ def run_demo(directory: str | None = None, *, n_cells: int = 3000, n_genes: int 
     _step("combine([demo, more], key='Accession')", lambda: combined_files(path, second, combined))
     with connect(combined, "r") as ds:
         print(f"  combined file: {ds.shape}, CellIDs unique: {len(set(ds.ca.CellID)) == ds.shape[1]}")
-    print("done.")
+        if importlib.util.find_spec("anndata") is not None:
+            adata = _step("ds.to_anndata()", ds.to_anndata)
+            print(f"    AnnData {adata.n_obs} cells x {adata.n_vars} genes, obsp {list(adata.obsp.keys())}")
+    print(f"done. Try: loomfile info {combined}")
 
 
 def combined_files(first: str, second: str, out: str) -> None:
