@@ -24,6 +24,7 @@ from . import _ops
 from ._errors import LoomValueError
 from ._selection import AxisSelection
 from .connection import SCAN_WHAT, LoomConnection, connect
+from .layers import check_map_args
 
 __all__ = ["layer_array", "map", "scan"]
 
@@ -56,15 +57,15 @@ def _parts(n: int, chunk: int, other: int, itemsize: int, size: int | None) -> l
     return [slice(lo, min(n, lo + size)) for lo in range(0, n, size)]
 
 
-Geometry = tuple[tuple[int, int], tuple[int, int], np.dtype[Any]]
-
-
-def _geometry(path: str, layer: str, storage_options: Options) -> Geometry:
-    """(shape, chunk shape, dtype) of a layer, validating the file."""
+def _blocks_of(
+    path: str, layer: str, axis: int, block: int | None, storage_options: Options
+) -> tuple[tuple[int, int], np.dtype[Any], list[slice]]:
+    """The layer's shape and dtype (validating the file), and its blocks along ``axis``: whole
+    chunk rows or columns, ``block`` wide (see ``_parts``)."""
     with _open(path, storage_options, validate=True) as ds:
         lay = ds.layers[layer]
-        chunks = lay._dataset().chunks or (64, 64)
-        return lay.shape, (int(chunks[0]), int(chunks[1])), lay.dtype
+        shape, dtype, chunks = lay.shape, lay.dtype, lay._dataset().chunks or (64, 64)
+    return shape, dtype, _parts(shape[axis], int(chunks[axis]), shape[1 - axis], dtype.itemsize, block)
 
 
 def _compute(tasks: Sequence[Any], client: Any) -> list[Any]:
@@ -116,15 +117,9 @@ def map(
     >>> client = Client(n_workers=2)
     >>> means, sds = loomfile.dask.map("data.loom", [np.mean, np.std], axis=0, client=client)
     """
-    if callable(f_list):
-        msg = "f_list must be a list of functions, not a function itself"
-        raise LoomValueError(msg)
-    if axis not in (0, 1):
-        msg = f"axis must be 0 (rows) or 1 (columns), not {axis!r}"
-        raise LoomValueError(msg)
+    check_map_args(f_list, axis)
     path = os.fspath(path)
-    shape, chunks, dtype = _geometry(path, layer, storage_options)
-    parts = _parts(shape[axis], chunks[axis], shape[1 - axis], dtype.itemsize, block)
+    shape, _, parts = _blocks_of(path, layer, axis, block, storage_options)
     delayed = _dask().delayed(_map_part, pure=True)
     tasks = [delayed(path, layer, list(f_list), axis, selection, p, storage_options) for p in parts]
     results = [np.zeros(shape[axis]) for _ in f_list]
@@ -231,8 +226,7 @@ def layer_array(
         msg = f"axis must be 0 (blocks of rows) or 1 (blocks of columns), not {axis!r}"
         raise LoomValueError(msg)
     path = os.fspath(path)
-    shape, chunks, dtype = _geometry(path, layer, storage_options)
-    parts = _parts(shape[axis], chunks[axis], shape[1 - axis], dtype.itemsize, block)
+    shape, dtype, parts = _blocks_of(path, layer, axis, block, storage_options)
     widths = tuple(p.stop - p.start for p in parts)
     blocks = ((shape[0],), widths) if axis == 1 else (widths, (shape[1],))
     source = _LayerBlocks(path, layer, shape, dtype, storage_options)

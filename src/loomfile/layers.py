@@ -184,12 +184,7 @@ class LoomLayer:
         once per row or column, as in loompy. ``chunksize`` is accepted for compatibility: bands
         follow the chunk grid instead, which does not change any result.
         """
-        if callable(f_list):
-            msg = "f_list must be a list of functions, not a function itself"
-            raise LoomValueError(msg)
-        if axis not in (0, 1):
-            msg = f"axis must be 0 (rows) or 1 (columns), not {axis!r}"
-            raise LoomValueError(msg)
+        check_map_args(f_list, axis)
         shape = self.shape
         other = AxisSelection.from_key(
             slice(None) if selection is None else selection, shape[1 - axis], 1 - axis
@@ -421,6 +416,16 @@ class LayerManager(NamedMapping[Any]):
                 layer.permute(ordering, axis=axis)
             else:
                 layer._permute(ordering, axis=axis, tick=tick)
+
+
+def check_map_args(f_list: Any, axis: Any) -> None:
+    """map()'s arguments: a list of functions (not one function) and an axis, 0 or 1."""
+    if callable(f_list):
+        msg = "f_list must be a list of functions, not a function itself"
+        raise LoomValueError(msg)
+    if axis not in (0, 1):
+        msg = f"axis must be 0 (rows) or 1 (columns), not {axis!r}"
+        raise LoomValueError(msg)
 
 
 def check_layer_value(
