@@ -36,7 +36,8 @@ def combine(
     if len(files) == 0:
         msg = "The input file list was empty"
         raise LoomValueError(msg)
-    with _progress.bar(_total_columns(files), "combine", progress, "columns") as tick:
+    total = _total_columns(files) if _progress.wanted(progress) else 0  # (opens every file once more)
+    with _progress.bar(total, "combine", progress, "columns") as tick:
         _combine(files, output_file, key, file_attrs, batch_size, convert_attrs, tick)
 
 

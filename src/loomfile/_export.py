@@ -32,7 +32,7 @@ def _tabbed(texts: list[str]) -> str:
 
 
 def export(ds: LoomConnection, out_file: str, layer: str | None, format: str, tick: Tick = nothing) -> None:
-    from .connection import _discard, _temp_path
+    from .connection import written_aside
 
     if format != "tab":
         msg = f"Only format='tab' is supported, not {format!r}"
@@ -40,22 +40,16 @@ def export(ds: LoomConnection, out_file: str, layer: str | None, format: str, ti
     name = "" if layer is None else layer
     source = ds.layers[name]  # a clear error for a missing layer, before anything is written
     target = os.path.expanduser(os.fspath(out_file))
-    tmp = _temp_path(target)
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            ra_names = list(ds.ra.keys())
-            ra = {k: np.asarray(ds.ra[k]).astype(str) for k in ra_names}
-            lead = "\t" * len(ra_names)
-            for key in ds.ca.keys():
-                f.write(f"{lead}{key}\t{_fields(ds.ca[key])}\n")
-            f.write(_tabbed(ra_names) + "\t" + "\t" * ds.shape[1] + "\n")
-            for band, values in source._bands(0, AxisSelection.full(ds.shape[1])):
-                text = values.astype(str)
-                for i, row in enumerate(range(band.start, band.stop)):
-                    attrs = _tabbed([ra[k][row] for k in ra_names])
-                    f.write(f"{attrs}\t{_tabbed(text[i].tolist())}\n")
-                tick(band.stop - band.start)
-        os.replace(tmp, target)
-    except BaseException:
-        _discard(tmp)
-        raise
+    with written_aside(target) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        ra_names = list(ds.ra.keys())
+        ra = {k: np.asarray(ds.ra[k]).astype(str) for k in ra_names}
+        lead = "\t" * len(ra_names)
+        for key in ds.ca.keys():
+            f.write(f"{lead}{key}\t{_fields(ds.ca[key])}\n")
+        f.write(_tabbed(ra_names) + "\t" + "\t" * ds.shape[1] + "\n")
+        for band, values in source._bands(0, AxisSelection.full(ds.shape[1])):
+            text = values.astype(str)
+            for i, row in enumerate(range(band.start, band.stop)):
+                attrs = _tabbed([ra[k][row] for k in ra_names])
+                f.write(f"{attrs}\t{_tabbed(text[i].tolist())}\n")
+            tick(band.stop - band.start)

@@ -146,11 +146,12 @@ def from_10x(folder: str, output: str | None, genome: str | None, source: str, p
               help='Layer to use as X (default, as anndata.read_loom: "spliced" if present, else the main matrix).')
 def to_h5ad(file: str, output: str, dense: bool, x_layer: str | None) -> None:
     """Convert the Loom FILE to an AnnData OUTPUT.h5ad (cells x genes; mapping in docs/anndata.md)."""
-    from .connection import connect
+    from .connection import connect, written_aside
 
     with connect(file, "r") as ds:
         adata = ds.to_anndata(sparse=not dense, X_name=x_layer)
-    _write_aside(output, adata.write_h5ad)
+    with written_aside(output) as tmp:
+        adata.write_h5ad(tmp)
     click.echo(f"wrote {output}")
 
 
@@ -170,19 +171,6 @@ def from_h5ad(file: str, output: str, uns: str) -> None:
         chosen = uns == "all"
     from_anndata(anndata.read_h5ad(file), output, uns=chosen)
     click.echo(f"wrote {output}")
-
-
-def _write_aside(target: str, write: Any) -> None:
-    """``write(path)`` to a temporary file beside ``target``, renamed over it once complete."""
-    from .connection import _discard, _temp_path
-
-    tmp = _temp_path(target)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        _discard(tmp)
-        raise
 
 
 @cli.command()

@@ -434,6 +434,19 @@ def _discard(path: str) -> None:
         os.remove(path)
 
 
+@contextlib.contextmanager
+def written_aside(target: str) -> Iterator[str]:
+    """A temporary path beside ``target`` to write; renamed over ``target`` when the block ends
+    normally, removed if it raises (so ``target`` is never half-written)."""
+    tmp = _temp_path(target)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
 def new(filename: str | os.PathLike[str], *, file_attrs: Mapping[str, Any] | None = None) -> LoomConnection:
     """Create an empty Loom file and return a read/write connection to it.
 
