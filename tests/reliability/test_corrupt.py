@@ -171,27 +171,33 @@ def regions(path: Path) -> list[Region]:
     return sorted(set(found), key=lambda r: (r.start, r.stop))
 
 
-def _header_regions(blob: bytes, address: int, owner: str) -> list[Region]:
-    """A version-1 object header and its continuation blocks; attribute messages inside."""
+def _header_messages(blob: bytes, address: int) -> Iterator[tuple[int, int, int]]:
+    """(position, type, body size) of each message of a version-1 object header, following its
+    continuation blocks."""
     _version, _, count, _, size = struct.unpack_from("<BBHII", blob, address)
-    blocks, out, seen = (
-        [(address + 16, size)],
-        [Region(address, address + 16 + size, "object header", owner)],
-        0,
-    )
+    blocks, seen = [(address + 16, size)], 0
     while blocks and seen < count:
         start, length = blocks.pop()
         pos = start
         while pos + 8 <= start + length:
             kind, body = struct.unpack_from("<HH", blob, pos)
             seen += 1
-            if kind == ATTRIBUTE_MESSAGE:
-                out.append(Region(pos, pos + 8 + body, "attribute message", owner))
-            elif kind == CONTINUATION_MESSAGE:
-                offset, extent = struct.unpack_from("<QQ", blob, pos + 8)
-                blocks.append((offset, extent))
-                out.append(Region(offset, offset + extent, "object header", owner))
+            if kind == CONTINUATION_MESSAGE:
+                blocks.append(struct.unpack_from("<QQ", blob, pos + 8))
+            yield pos, kind, body
             pos += 8 + body
+
+
+def _header_regions(blob: bytes, address: int, owner: str) -> list[Region]:
+    """A version-1 object header and its continuation blocks; attribute messages inside."""
+    size = struct.unpack_from("<I", blob, address + 8)[0]
+    out = [Region(address, address + 16 + size, "object header", owner)]
+    for pos, kind, body in _header_messages(blob, address):
+        if kind == ATTRIBUTE_MESSAGE:
+            out.append(Region(pos, pos + 8 + body, "attribute message", owner))
+        elif kind == CONTINUATION_MESSAGE:
+            offset, extent = struct.unpack_from("<QQ", blob, pos + 8)
+            out.append(Region(offset, offset + extent, "object header", owner))
     return out
 
 
@@ -209,20 +215,10 @@ def _data_regions(blob: bytes, dset: h5py.Dataset, owner: str) -> list[Region]:
 
 def _chunk_tree_root(blob: bytes, address: int) -> int | None:
     """The chunk index B-tree's address, from the Data Layout message (version 3)."""
-    _version, _, count, _, size = struct.unpack_from("<BBHII", blob, address)
-    blocks, seen = [(address + 16, size)], 0
-    while blocks and seen < count:
-        start, length = blocks.pop()
-        pos = start
-        while pos + 8 <= start + length:
-            kind, body = struct.unpack_from("<HH", blob, pos)
-            seen += 1
-            if kind == LAYOUT_MESSAGE and blob[pos + 8] == 3 and blob[pos + 9] == 2:
-                root: int = struct.unpack_from("<Q", blob, pos + 11)[0]
-                return None if root == 2**64 - 1 else root
-            if kind == CONTINUATION_MESSAGE:
-                blocks.append(struct.unpack_from("<QQ", blob, pos + 8))
-            pos += 8 + body
+    for pos, kind, _body in _header_messages(blob, address):
+        if kind == LAYOUT_MESSAGE and blob[pos + 8] == 3 and blob[pos + 9] == 2:
+            root: int = struct.unpack_from("<Q", blob, pos + 11)[0]
+            return None if root == 2**64 - 1 else root
     return None
 
 
