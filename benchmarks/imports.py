@@ -31,7 +31,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -40,7 +39,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import _status_mb
+from run import _status_mb, child_in_scratch
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SCALES = {"tiny": (2000, 5000), "medium": (30000, 10000), "full": (30000, 100000)}
@@ -214,17 +213,12 @@ def child(lib_name: str, source: str, sample: str, outdir: str, check: str) -> N
 
 
 def measure(lib_name: str, source: str, sample: Path, check: bool) -> dict[str, Any]:
-    scratch = tempfile.mkdtemp(prefix="scratch_", dir=sample.parent)
-    try:
-        args = [lib_name, source, str(sample), scratch, "yes" if check else "no"]
-        out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    if out.returncode != 0:
-        lines = out.stderr.strip().splitlines() or ["(no output)"]
-        print(f"  {lib_name} ({source}) failed:\n    " + "\n    ".join(lines[-15:]), file=sys.stderr)
-        return {"error": lines[-1]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return child_in_scratch(
+        __file__,
+        lambda scratch: [lib_name, source, str(sample), scratch, "yes" if check else "no"],
+        sample.parent,
+        f"{lib_name} ({source})",
+    )
 
 
 # --- driver ----------------------------------------------------------------------------------------------

@@ -157,6 +157,25 @@ def measure(lib_name: str, op: str, path: Path) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def child_in_scratch(script: str, args: Callable[[str], list[str]], near: Path, what: str) -> dict[str, Any]:
+    """Run ``script --child *args(scratch)`` in a fresh process, with a scratch folder made beside
+    ``near`` and removed afterwards. Its last line of output as JSON, or ``{"error": ...}`` with
+    the end of its stderr shown (``what`` names the run)."""
+    import shutil
+    import tempfile
+
+    scratch = tempfile.mkdtemp(prefix="scratch_", dir=near)
+    try:
+        out = subprocess.run([sys.executable, script, "--child", *args(scratch)], capture_output=True, text=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if out.returncode != 0:
+        lines = out.stderr.strip().splitlines() or ["(no output)"]
+        print(f"  {what} failed:\n    " + "\n    ".join(lines[-15:]), file=sys.stderr)
+        return {"error": lines[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 # --- the floor ---------------------------------------------------------------------------------------------
 
 

@@ -32,9 +32,7 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,7 +43,7 @@ import scipy.sparse as sparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import datasets
-from run import _status_mb
+from run import _status_mb, child_in_scratch
 
 SCALES = {"small": (20000, 10000), "tiny": (2000, 1000)}
 KEEP = 0.3  # binomial thinning of datasets.Model's counts (~78% zeros) to ~90% zeros
@@ -360,20 +358,9 @@ def child(lib_name: str, op: str, inputs: str, scratch: str) -> None:
 
 
 def measure(lib_name: str, op: str, inputs: Path) -> dict[str, Any]:
-    scratch = tempfile.mkdtemp(prefix="scratch_", dir=inputs)
-    try:
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", lib_name, op, str(inputs), scratch],
-            capture_output=True,
-            text=True,
-        )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    if out.returncode != 0:
-        lines = out.stderr.strip().splitlines() or ["(no output)"]
-        print(f"  {lib_name} failed on {op!r}:\n    " + "\n    ".join(lines[-15:]), file=sys.stderr)
-        return {"error": lines[-1]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return child_in_scratch(
+        __file__, lambda scratch: [lib_name, op, str(inputs), scratch], inputs, f"{lib_name} on {op!r}"
+    )
 
 
 # --- driver ----------------------------------------------------------------------------------------------
