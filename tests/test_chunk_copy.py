@@ -135,3 +135,24 @@ def test_a_layer_assigned_from_another_file_is_copied_as_stored(tmp_path: Path) 
             {"CellID": np.arange(10).astype(str)},
         )
         np.testing.assert_array_equal(ds.layers["theirs"][:, :], np.hstack([mb, ma[:, :10]]))
+
+
+def test_combine_in_bands_narrower_than_batch_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bands are capped by BAND_BYTES (here to one chunk column), whatever batch_size asks for; the
+    band buffers are shared by every file combine appends, so each file's bands overwrite them."""
+    from loomfile import _ops
+
+    monkeypatch.setattr(_ops, "BAND_BYTES", 1)
+    paths = [tmp_path / f"{i}.loom" for i in range(3)]
+    parts = [make(p, w, i) for i, (p, w) in enumerate(zip(paths, (100, 150, 70), strict=True))]
+    order = np.random.default_rng(0).permutation(N_ROWS)
+    with loomfile.connect(paths[1]) as ds:  # rows reordered: decoded, band by band
+        ds.permute(order, axis=0)
+    reads = mock.Mock(wraps=_ops._engine.Alternating.get)
+    out = tmp_path / "out.loom"
+    with mock.patch.object(_ops._engine.Alternating, "get", autospec=True, side_effect=reads):
+        loomfile.combine([os.fspath(p) for p in paths], os.fspath(out), key="Gene", batch_size=1000)
+    # one chunk column wide, after a first band that fills the partial chunk column before it
+    assert max(call.args[3][1] for call in reads.call_args_list) < 2 * 64
+    with loomfile.connect(out, "r") as ds:
+        np.testing.assert_array_equal(ds[:, :], np.hstack(parts))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _ops, _progress
+from . import _engine, _ops, _progress
 from ._errors import LoomValueError
 from ._ops import aligned_bands
 from ._progress import Tick
@@ -75,10 +75,13 @@ def _combine(
         except BaseException:
             out._abandon()
             raise
-    try:
+    buffers = _engine.Alternating()  # one pair of band buffers per layer for every file: fresh memory
+    try:  # costs a page fault per page on first touch, about as much as placing the values there
         for path in files[1:]:
             with out._store.transaction():
-                _ops.add_loom(out, path, key, batch_size=batch_size, convert_attrs=convert_attrs, tick=tick)
+                _ops.add_loom(
+                    out, path, key, batch_size=batch_size, convert_attrs=convert_attrs, tick=tick, buffers=buffers
+                )
     except BaseException:
         out._abandon()
         raise

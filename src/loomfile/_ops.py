@@ -20,6 +20,11 @@ from ._hdf5chunks import StoredColumns
 from ._progress import Tick
 from ._selection import AxisSelection
 
+# add_loom reads at most this much of every layer at once (batch_size columns, or fewer): bands
+# land in buffers that are recycled, but touching them the first time costs a page fault per page,
+# and smaller bands keep reading and writing overlapped.
+BAND_BYTES = 64 << 20
+
 if TYPE_CHECKING:
     from .connection import LoomConnection
 
@@ -301,10 +306,12 @@ def add_loom(
     *,
     progress: bool | None = None,
     tick: Tick | None = None,
+    buffers: _engine.Alternating | None = None,
 ) -> None:
     """Append the columns of another Loom file (loompy's ``add_loom``).
 
     Progress goes to ``tick`` when an enclosing operation counts it, else to a bar of its own.
+    ``buffers``: where bands are read, when an enclosing operation (combine) appends several files.
     """
     from .connection import connect
 
@@ -336,6 +343,8 @@ def add_loom(
         )
         chunk = (ds._store.layer("").chunks or (1, 1))[1]
         names = ds.layers.keys()
+        per_column = other.shape[0] * sum(np.dtype(other.layers[k].dtype).itemsize for k in names)
+        batch_size = min(batch_size, max(1, BAND_BYTES // max(1, per_column)))
         band_list = list(aligned_bands(other.shape[1], n_before, batch_size, chunk))
         copyable = _copyable(ds, other, names) if ordering is None and n_before % chunk == 0 else {}
         if copyable:
@@ -349,7 +358,8 @@ def add_loom(
             )
             band_list = [b for b in (*head, slice(cut, other.shape[1])) if b.start < b.stop]
 
-        buffers = _engine.Alternating()  # bands land in recycled memory, not fresh pages
+        if buffers is None:
+            buffers = _engine.Alternating()  # bands land in recycled memory, not fresh pages
 
         def values_of(turn: int, band: slice) -> dict[str, Any]:
             cols = AxisSelection.from_key(band, other.shape[1], 1)
