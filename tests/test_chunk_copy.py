@@ -148,11 +148,11 @@ def test_combine_in_bands_narrower_than_batch_size(tmp_path: Path, monkeypatch: 
     order = np.random.default_rng(0).permutation(N_ROWS)
     with loomfile.connect(paths[1]) as ds:  # rows reordered: decoded, band by band
         ds.permute(order, axis=0)
-    reads = mock.Mock(wraps=_ops._engine.Alternating.get)
+    reads = mock.Mock(wraps=_ops._memory.Recycler.get)
     out = tmp_path / "out.loom"
-    with mock.patch.object(_ops._engine.Alternating, "get", autospec=True, side_effect=reads):
+    with mock.patch.object(_ops._memory.Recycler, "get", autospec=True, side_effect=reads):
         loomfile.combine([os.fspath(p) for p in paths], os.fspath(out), key="Gene", batch_size=1000)
     # one chunk column wide, after a first band that fills the partial chunk column before it
-    assert max(call.args[3][1] for call in reads.call_args_list) < 2 * 64
+    assert max(call.args[2][1] for call in reads.call_args_list) < 2 * 64
     with loomfile.connect(out, "r") as ds:
         np.testing.assert_array_equal(ds[:, :], np.hstack(parts))

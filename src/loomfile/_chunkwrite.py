@@ -23,6 +23,7 @@ from . import _engine
 from ._chunks import fill_of, filters_of
 from ._codec import FILTER_DEFLATE, FILTER_SHUFFLE, IGZIP, LIBDEFLATE
 from ._hdf5chunks import grid_offsets, hand_to_hdf5
+from ._memory import band_buffer
 
 # Chunks compressed per task: a few MB of input, so tasks are long enough to amortize their overhead.
 GROUP_CHUNKS = 256
@@ -67,7 +68,7 @@ class Encoder:
         cr, cc = self.chunks
         h, w = block.shape
         k, g = -(-h // cr), -(-w // cc)
-        tiles = _engine.band_buffer((k * g, cr * cc), self.dtype).reshape(k, g, cr, cc)
+        tiles = band_buffer((k * g, cr * cc), self.dtype).reshape(k, g, cr, cc)
         if (h, w) != (k * cr, g * cc):
             padded = np.full((k * cr, g * cc), self.fill, dtype=self.dtype)
             padded[:h, :w] = block

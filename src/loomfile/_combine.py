@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _engine, _ops, _progress
+from . import _memory, _ops, _progress
 from ._errors import LoomValueError
 from ._ops import aligned_bands
 from ._progress import Tick
@@ -75,8 +75,8 @@ def _combine(
         except BaseException:
             out._abandon()
             raise
-    buffers = _engine.Alternating()  # one pair of band buffers per layer for every file: fresh memory
-    try:  # costs a page fault per page on first touch, about as much as placing the values there
+    buffers = _memory.Recycler()  # the same band buffers for every file: fresh memory costs a page
+    try:  # fault per page on first touch, about as much as placing the values there
         for path in files[1:]:
             with out._store.transaction():
                 _ops.add_loom(

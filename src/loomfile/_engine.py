@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ._chunks import ChunkLayout
+from ._memory import band_buffer
 from ._selection import AxisSelection, IntArray
 
 # A task decodes at least this many chunks (tens of microseconds each).
@@ -203,7 +204,7 @@ def read_sorted(
     """``dset[ru][:, cu]`` for sorted, unique ``ru`` and ``cu``, each needed chunk decoded once.
 
     With ``transposed``, its transpose, C-ordered: one row per selected column. With ``reuse``, the
-    result lives in this thread's band buffer (see ``band_buffer``); with ``out`` (C-ordered, of
+    result lives in this thread's band buffer (see ``_memory.band_buffer``); with ``out`` (C-ordered, of
     the result's shape and dtype), there.
     """
     shape = (cu.size, ru.size) if transposed else (ru.size, cu.size)
@@ -223,40 +224,6 @@ def read_sorted(
             )
     run_all(_tasks(steps))
     return out
-
-
-class _Bands(threading.local):
-    def __init__(self) -> None:
-        self.buffer = np.empty(0, dtype=np.uint8)
-
-
-_bands = _Bands()
-
-
-def band_buffer(shape: tuple[int, int], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
-    """An uninitialised array in this thread's reusable band buffer (valid until the thread's next
-    call). Blocks that map() and sparse() reduce and drop land here instead of in fresh memory:
-    first-touch page faults cost about as much as placing the values."""
-    nbytes = shape[0] * shape[1] * dtype.itemsize
-    if _bands.buffer.size < nbytes:
-        _bands.buffer = np.empty(nbytes + (nbytes >> 3), dtype=np.uint8)
-    return _bands.buffer[:nbytes].view(dtype).reshape(shape)
-
-
-class Alternating:
-    """Two reusable buffers per name, used in turn: for bands read ahead (see ``ahead``), where the
-    caller works on one band while the next is read into the other."""
-
-    def __init__(self) -> None:
-        self._slots: dict[tuple[str, int], np.ndarray[Any, Any]] = {}
-
-    def get(self, name: str, turn: int, shape: tuple[int, int], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
-        """An uninitialised C-ordered array in buffer ``turn % 2`` of ``name``."""
-        nbytes = shape[0] * shape[1] * np.dtype(dtype).itemsize
-        slot = self._slots.get((name, turn % 2))
-        if slot is None or slot.size < nbytes:
-            slot = self._slots[name, turn % 2] = np.empty(nbytes, dtype=np.uint8)
-        return slot[:nbytes].view(dtype).reshape(shape)
 
 
 def _tasks(steps: list[tuple[int, Callable[[], None]]]) -> list[Callable[[], None]]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sparse
 
-from . import _engine, _hdf5chunks, _progress
+from . import _engine, _hdf5chunks, _memory, _progress
 from . import _format as fmt
 from ._changes import META
 from ._chunks import ChunkLayout
@@ -306,7 +306,7 @@ def add_loom(
     *,
     progress: bool | None = None,
     tick: Tick | None = None,
-    buffers: _engine.Alternating | None = None,
+    buffers: _memory.Recycler | None = None,
 ) -> None:
     """Append the columns of another Loom file (loompy's ``add_loom``).
 
@@ -359,9 +359,9 @@ def add_loom(
             band_list = [b for b in (*head, slice(cut, other.shape[1])) if b.start < b.stop]
 
         if buffers is None:
-            buffers = _engine.Alternating()  # bands land in recycled memory, not fresh pages
+            buffers = _memory.Recycler()  # bands land in recycled memory, not fresh pages
 
-        def values_of(turn: int, band: slice) -> dict[str, Any]:
+        def values_of(band: slice) -> dict[str, Any]:
             cols = AxisSelection.from_key(band, other.shape[1], 1)
             whole = band.stop % chunk == 0  # whole chunk columns: their stored chunks can be copied
             values: dict[str, Any] = {}
@@ -369,13 +369,13 @@ def add_loom(
                 if whole and name in copyable:
                     values[name] = StoredColumns(copyable[name], band.start, band.stop)
                 else:
-                    out = buffers.get(name, turn, (rows.size, cols.size), other.layers[name].dtype)
+                    out = buffers.get(name, (rows.size, cols.size), other.layers[name].dtype)
                     values[name] = other._store.read_layer(name, rows, cols, out=out)
                     fmt.check_finite(values[name], f"Layer {name!r} of {other_file}")
             return values
 
-        def read_band(turn: int, band: slice) -> _engine.Job[dict[str, Any]]:
-            return (lambda: values_of(turn, band)), lambda _: False
+        def read_band(band: slice) -> _engine.Job[dict[str, Any]]:
+            return (lambda: values_of(band)), lambda _: False
 
         incoming = {
             k: fmt.normalize_values(v, f"Column attribute {k!r}") for k, v in [*other.ca.items(), *extra_ca.items()]
@@ -383,7 +383,7 @@ def add_loom(
         final, dropped = _merged_col_attrs(ds, incoming, other.shape[1], fill_values, False)
         ds._store.resize_columns(n_before + other.shape[1])
         # the next band is read while this one is written (the other file is ours, read-only)
-        bands_read = _engine.ahead((read_band(i, b) for i, b in enumerate(band_list)), lambda: 0)
+        bands_read = _engine.ahead((read_band(b) for b in band_list), lambda: 0)
         for band, values in zip(band_list, bands_read, strict=True):
             _write_columns(ds, values, n_before + band.start)
             tick(band.stop - band.start)

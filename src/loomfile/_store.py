@@ -368,7 +368,7 @@ class LoomStore:
         out: np.ndarray[Any, Any] | None = None,
     ) -> np.ndarray[Any, Any]:
         """``layer[rows, cols]`` (orthogonal); with ``transposed``, its transpose, C-ordered. With
-        ``reuse``, the result may live in the calling thread's band buffer (``_engine.band_buffer``);
+        ``reuse``, the result may live in the calling thread's band buffer (``_memory.band_buffer``);
         with ``out``, it is placed there."""
         dset = self.layer(name)
         with damaged(dset.name):

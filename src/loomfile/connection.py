@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import scipy.sparse as sparse
 
-from . import _aggregate, _engine, _export, _ops, _progress, _remote
+from . import _aggregate, _engine, _export, _memory, _ops, _progress, _remote
 from . import _format as fmt
 from ._changes import META, layer_key
 from ._compat import LoompyAliases
@@ -245,6 +245,7 @@ class LoomConnection(LoompyAliases):
         store = self._store
         depends = {META, *(layer_key(n) for n in names)}
         fixed = _ops.FixedSide(self, ax, other, what)
+        buffers = _memory.Recycler()  # the bands of views the caller has dropped hold the next ones
 
         def band(ix: int, selection: np.ndarray) -> _engine.Job[tuple[int, np.ndarray, LoomView]]:
             along = AxisSelection(self.shape[ax], selection)
@@ -254,7 +255,7 @@ class LoomConnection(LoompyAliases):
                 lambda: (
                     ix,
                     selection,
-                    make_view(self, rows, cols, layers=names, what=what, **fixed.views()),
+                    make_view(self, rows, cols, layers=names, what=what, buffers=buffers, **fixed.views()),
                 ),
                 lambda since: store.changes.changed_since(since, depends, *boxes),
             )

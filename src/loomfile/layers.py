@@ -24,6 +24,7 @@ T = TypeVar("T")
 if TYPE_CHECKING:
     import h5py
 
+    from ._memory import Recycler
     from ._store import LoomStore
 
 
@@ -365,16 +366,24 @@ class LayerManager(NamedMapping[Any]):
         return self._shape if self._store is None else self._store.shape
 
     def _select(
-        self, rows: AxisSelection, cols: AxisSelection, names: Sequence[str] | None = None
+        self,
+        rows: AxisSelection,
+        cols: AxisSelection,
+        names: Sequence[str] | None = None,
+        buffers: Recycler | None = None,
     ) -> LayerManager:
-        """Every layer (or those named) restricted to ``rows`` x ``cols``, in memory."""
+        """Every layer (or those named) restricted to ``rows`` x ``cols``, in memory (read into
+        ``buffers`` when given)."""
         selected: dict[str, MemoryLoomLayer] = {}
         for name in self._names() if names is None else names:
             if self._memory is not None:
                 block = take(self._memory[name].values, rows, cols)
             else:
                 assert self._store is not None
-                block = self._store.read_layer(name, rows, cols)
+                out = None
+                if buffers is not None:
+                    out = buffers.get(name, (rows.size, cols.size), self._store.layer(name).dtype)
+                block = self._store.read_layer(name, rows, cols, out=out)
             selected[name] = MemoryLoomLayer(name, block)
         return LayerManager.in_memory(selected, (rows.size, cols.size))
 

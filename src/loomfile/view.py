@@ -10,6 +10,7 @@ from ._html import to_html
 from ._selection import AxisSelection, normalize_key
 
 if TYPE_CHECKING:
+    from ._memory import Recycler
     from .attributes import AttributeManager, GlobalAttributeManager
     from .graphs import GraphManager
     from .layers import LayerManager
@@ -51,12 +52,13 @@ def make_view(
     what: Sequence[str] = ("col_attrs", "row_attrs", "layers", "col_graphs", "row_graphs"),
     ready: Mapping[str, AttributeManager | GraphManager] | None = None,
     whole: Mapping[str, AttributeManager | GraphManager] | None = None,
+    buffers: Recycler | None = None,
 ) -> LoomView:
     """Slice ``source`` by ``rows`` x ``cols`` (keys or AxisSelections) into a LoomView.
 
     ``ready`` may hold in-memory attributes or graphs already restricted to this selection, and
     ``whole`` in-memory ones of a whole axis to cut from instead of the file (a scan reads both
-    once); the view always gets its own copies.
+    once); the view always gets its own copies. The layers are read into ``buffers`` when given.
     """
     from .attributes import AttributeManager
     from .graphs import GraphManager
@@ -78,7 +80,7 @@ def make_view(
     ca = part("col_attrs", source.ca, col_sel, AttributeManager.in_memory(1, {}, col_sel.size))
     rg = part("row_graphs", source.row_graphs, row_sel, GraphManager.in_memory(0, {}, row_sel.size))
     cg = part("col_graphs", source.col_graphs, col_sel, GraphManager.in_memory(1, {}, col_sel.size))
-    lm = source.layers._select(row_sel, col_sel, layers)
+    lm = source.layers._select(row_sel, col_sel, layers, buffers)
     return LoomView(lm, ra, ca, rg, cg, filename=source.filename, file_attrs=source.attrs.snapshot())
 
 
