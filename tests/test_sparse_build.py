@@ -167,25 +167,31 @@ def test_a_block_failing_after_it_reserved_space_does_not_hang_the_others(thread
     "dtype", ["float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64"]
 )
 @pytest.mark.parametrize("extraction", ["compiled", "numpy"])
+@pytest.mark.parametrize("result", ["stored", "float64"])
 def test_every_value_type_in_loompy_order(
-    dtype: str, extraction: str, monkeypatch: pytest.MonkeyPatch
+    dtype: str, extraction: str, result: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The compiled one-pass extraction (and numpy's, without it) for every layer type, with
-    scattered columns (a lookup) and consecutive ones (an offset)."""
+    """The compiled one-pass extraction (and numpy's, without it) for every layer type, values kept
+    as stored or made float64 (sparse()'s default), with scattered columns (a lookup) and
+    consecutive ones (an offset)."""
     from loomfile import _sparse
 
+    to = np.dtype(dtype if result == "stored" else result)
     if extraction == "numpy":
         monkeypatch.setattr(_sparse, "NONZEROS", {})
     else:
-        assert np.dtype(dtype) in _sparse.NONZEROS
+        assert (np.dtype(dtype), to) in _sparse.NONZEROS and np.dtype(dtype) in _sparse.COUNTS
     m = skewed(700, 500, 5).astype(dtype)
     if np.dtype(dtype).kind == "f":
         m[3, 7], m[5, 9] = np.nan, -0.0  # NaN is kept (it is not zero), -0.0 is not
+    if np.dtype(dtype).itemsize == 8 and np.dtype(dtype).kind in "iu":
+        m[4, 4] = np.iinfo(dtype).max  # rounded to the nearest float64, as numpy's astype does
     pick = np.sort(np.random.default_rng(2).choice(500, 123, replace=False))
     for cols in (AxisSelection(500, pick), AxisSelection.full(500)):
         rows = AxisSelection.full(700)
-        got = build_coo(reader(m), rows, cols, np.dtype(dtype), 700 * cols.size)
+        got = build_coo(reader(m), rows, cols, to, 700 * cols.size)
         data, r, c = loompy_order(m[:, cols.indices])
-        np.testing.assert_array_equal(got.data, data)
+        assert got.data.dtype == to
+        np.testing.assert_array_equal(got.data, data.astype(to))
         np.testing.assert_array_equal(got.row, r)
         np.testing.assert_array_equal(got.col, c)

@@ -11,6 +11,8 @@
 #include <Python.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 typedef int (*decompress_fn)(void *, const void *, size_t, void *, size_t, size_t *);
 typedef size_t (*compress_fn)(void *, const void *, size_t, void *, size_t);
@@ -139,43 +141,78 @@ int64_t loomfile_write_chunks(void *fn, int64_t dset, const uint8_t *src, const 
     return -1;
 }
 
-/* sparse(): the nonzeros of an h x w block in one pass, row-major, into the result arrays: value,
- * row r0 + i, and column positions[j] (or c0 + j when positions is NULL). Returns how many. */
-#define EXTRACT(NAME, T)                                                                              \
-    EXPORT int64_t NAME(const T *v, int64_t h, int64_t w, T *data, int32_t *row, int32_t *col,        \
-                        int64_t r0, const int64_t *positions, int64_t c0)                             \
-    {                                                                                                 \
-        int64_t k = 0;                                                                                \
-        for (int64_t i = 0; i < h; i++) {                                                             \
-            const T *line = v + i * w;                                                                \
-            for (int64_t j = 0; j < w; j++) {                                                         \
-                if (line[j] != 0) {                                                                   \
-                    data[k] = line[j];                                                                \
-                    row[k] = (int32_t)(r0 + i);                                                       \
-                    col[k] = (int32_t)(positions ? positions[j] : c0 + j);                           \
-                    k++;                                                                              \
-                }                                                                                     \
-            }                                                                                         \
-        }                                                                                             \
-        return k;                                                                                     \
-    }
-
+/* sparse(): the nonzeros of an h x w block of T in one pass, row-major, into the result arrays: value
+ * (converted to U), row r0 + i, and column positions[j] (or c0 + j when positions is NULL). Returns
+ * how many. */
 #if defined(_WIN32)
 #define EXPORT __declspec(dllexport)
 #else
 #define EXPORT __attribute__((visibility("default")))
 #endif
 
-EXTRACT(loomfile_nonzeros_f4, float)
-EXTRACT(loomfile_nonzeros_f8, double)
-EXTRACT(loomfile_nonzeros_i1, int8_t)
-EXTRACT(loomfile_nonzeros_u1, uint8_t)
-EXTRACT(loomfile_nonzeros_i2, int16_t)
-EXTRACT(loomfile_nonzeros_u2, uint16_t)
-EXTRACT(loomfile_nonzeros_i4, int32_t)
-EXTRACT(loomfile_nonzeros_u4, uint32_t)
-EXTRACT(loomfile_nonzeros_i8, int64_t)
-EXTRACT(loomfile_nonzeros_u8, uint64_t)
+/* Branch-free within a row (a data-dependent branch per element mispredicts at typical densities):
+ * every element is written to the row's scratch space, the index advancing only past nonzeros; the
+ * row's entries are then copied out. Scratch: w + 1 entries of each array, allocated per call. */
+#define EXTRACT(NAME, T, U)                                                                           \
+    EXPORT int64_t NAME(const T *v, int64_t h, int64_t w, U *data, int32_t *row, int32_t *col,        \
+                        int64_t r0, const int64_t *positions, int64_t c0)                             \
+    {                                                                                                 \
+        U *sd = (U *)malloc((size_t)(w + 1) * sizeof(U));                                             \
+        int32_t *sc = (int32_t *)malloc((size_t)(w + 1) * sizeof(int32_t));                          \
+        if (sd == NULL || sc == NULL) {                                                               \
+            free(sd);                                                                                 \
+            free(sc);                                                                                 \
+            return -1;                                                                                \
+        }                                                                                             \
+        int64_t k = 0;                                                                                \
+        for (int64_t i = 0; i < h; i++) {                                                             \
+            const T *line = v + i * w;                                                                \
+            int64_t n = 0;                                                                            \
+            for (int64_t j = 0; j < w; j++) {                                                         \
+                T x = line[j];                                                                        \
+                sd[n] = (U)x;                                                                         \
+                sc[n] = (int32_t)(positions ? positions[j] : c0 + j);                                \
+                n += (x != 0);                                                                        \
+            }                                                                                         \
+            memcpy(data + k, sd, (size_t)n * sizeof(U));                                              \
+            memcpy(col + k, sc, (size_t)n * sizeof(int32_t));                                         \
+            for (int64_t q = 0; q < n; q++) {                                                         \
+                row[k + q] = (int32_t)(r0 + i);                                                       \
+            }                                                                                         \
+            k += n;                                                                                   \
+        }                                                                                             \
+        free(sd);                                                                                     \
+        free(sc);                                                                                     \
+        return k;                                                                                     \
+    }
+
+/* How many of n values are not zero (the size of the block's range in the result, before filling). */
+#define COUNT(NAME, T)                                                                                \
+    EXPORT int64_t NAME(const T *v, int64_t n)                                                        \
+    {                                                                                                 \
+        int64_t k = 0;                                                                                \
+        for (int64_t i = 0; i < n; i++) {                                                             \
+            k += (v[i] != 0);                                                                         \
+        }                                                                                             \
+        return k;                                                                                     \
+    }
+
+/* the values as they are stored, and as float64 (sparse()'s default, as in loompy) */
+#define EXTRACT_BOTH(CODE, T)                                                                         \
+    COUNT(loomfile_count_nonzero_##CODE, T)                                                           \
+    EXTRACT(loomfile_nonzeros_##CODE, T, T)                                                           \
+    EXTRACT(loomfile_nonzeros_##CODE##_f8, T, double)
+
+EXTRACT_BOTH(f4, float)
+EXTRACT_BOTH(f8, double)
+EXTRACT_BOTH(i1, int8_t)
+EXTRACT_BOTH(u1, uint8_t)
+EXTRACT_BOTH(i2, int16_t)
+EXTRACT_BOTH(u2, uint16_t)
+EXTRACT_BOTH(i4, int32_t)
+EXTRACT_BOTH(u4, uint32_t)
+EXTRACT_BOTH(i8, int64_t)
+EXTRACT_BOTH(u8, uint64_t)
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_batch", NULL, -1, NULL};
 

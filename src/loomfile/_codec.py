@@ -196,6 +196,8 @@ NONZERO_CODES = ("f4", "f8", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8")
 
 _BATCH_ARGTYPES = {
     **{f"loomfile_nonzeros_{code}": _NONZEROS_ARGTYPES for code in NONZERO_CODES},
+    **{f"loomfile_nonzeros_{code}_f8": _NONZEROS_ARGTYPES for code in NONZERO_CODES},
+    **{f"loomfile_count_nonzero_{code}": [ctypes.c_void_p, ctypes.c_int64] for code in NONZERO_CODES},
     "loomfile_write_chunks": [ctypes.c_void_p, ctypes.c_int64] + [ctypes.c_void_p] * 5 + [ctypes.c_int64],
     "loomfile_isal_encode_many": [ctypes.c_void_p] * 4
     + [ctypes.c_int64] * 2

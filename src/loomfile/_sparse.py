@@ -38,11 +38,17 @@ def _blocks(rows: AxisSelection, cols: AxisSelection, elements: int) -> Iterator
             yield AxisSelection(rows.n, rows.indices[b]), part, lo, positions
 
 
-# The compiled helper's one-pass extraction of a block's nonzeros, per value type (see _batch.c).
-NONZEROS: dict[np.dtype[Any], Any] = {
-    np.dtype(code): fn
+# The compiled helper's one-pass extraction of a block's nonzeros, per (stored type, result type):
+# values kept as they are, or made float64 (see _batch.c).
+NONZEROS: dict[tuple[np.dtype[Any], np.dtype[Any]], Any] = {
+    (np.dtype(code), np.dtype(code if to == "" else to[1:])): fn
     for code in NONZERO_CODES
-    if (fn := batch_function(f"loomfile_nonzeros_{code}")) is not None
+    for to in ("", "_f8")
+    if (fn := batch_function(f"loomfile_nonzeros_{code}{to}")) is not None
+}
+# ... and its count of a block's nonzeros (numpy's count_nonzero takes as long as the extraction)
+COUNTS: dict[np.dtype[Any], Any] = {
+    np.dtype(code): fn for code in NONZERO_CODES if (fn := batch_function(f"loomfile_count_nonzero_{code}"))
 }
 
 
@@ -127,9 +133,10 @@ def build_coo(
         i: int, rows_part: AxisSelection, cols_part: AxisSelection, r0: int, positions: np.ndarray
     ) -> None:
         values = read(rows_part, cols_part)
-        extract = NONZEROS.get(values.dtype) if index == np.int32 and values.dtype == dtype else None
-        if extract is not None and values.flags.c_contiguous:
-            count = int(np.count_nonzero(values))
+        extract = NONZEROS.get((values.dtype, dtype)) if index == np.int32 else None
+        count_of = COUNTS.get(values.dtype)
+        if extract is not None and count_of is not None and values.flags.c_contiguous:
+            count = int(count_of(values.ctypes.data, values.size))
             offset, (data, row, col) = sink.reserve(i, count, values.size)
             consecutive = positions.size > 0 and positions[-1] - positions[0] + 1 == positions.size
             lookup = None if consecutive else np.ascontiguousarray(positions, dtype=np.int64)
