@@ -44,6 +44,36 @@ def to_coo(value: Any, n: int, what: str) -> sparse.coo_matrix:
     return sparse.coo_matrix((w, (g.row, g.col)), shape=(n, n))
 
 
+class RowIndex:
+    """A graph's edges sorted by their first vertex (stably): the edges inside a run of vertices
+    are found by bisection, not by a pass over every edge (a scan cuts the graph once per band)."""
+
+    def __init__(self, g: sparse.coo_matrix) -> None:
+        self.graph = g
+        self.order = np.argsort(g.row, kind="stable")
+        self.rows = g.row[self.order]
+
+    def run(self, lo: int, hi: int) -> sparse.coo_matrix:
+        """The graph on vertices lo..hi-1 (renumbered from 0), edges in their original order: what
+        ``subgraph(graph, np.arange(lo, hi))`` gives."""
+        g = self.graph
+        i0, i1 = np.searchsorted(self.rows, [lo, hi]).tolist()
+        edges = self.order[i0:i1]
+        cols = g.col[edges]
+        edges = np.sort(edges[(cols >= lo) & (cols < hi)])
+        return sparse.coo_matrix((g.data[edges], (g.row[edges] - lo, g.col[edges] - lo)), shape=(hi - lo, hi - lo))
+
+
+def run_of(selection: AxisSelection) -> tuple[int, int] | None:
+    """(lo, hi) when ``selection`` is the ascending run lo..hi-1, else None."""
+    idx = selection.indices
+    if idx.size == 0 or int(idx[-1]) - int(idx[0]) + 1 != idx.size:
+        return None
+    if selection.contiguous is None and not np.all(np.diff(idx) == 1):
+        return None
+    return int(idx[0]), int(idx[-1]) + 1
+
+
 def subgraph(g: sparse.coo_matrix, indices: np.ndarray) -> sparse.coo_matrix:
     """The graph on the vertices ``indices`` (new vertex ``i`` is old vertex ``indices[i]``).
 
@@ -84,7 +114,7 @@ class GraphManager(NamedMapping[sparse.coo_matrix]):
     >>> g = ds.col_graphs["KNN"]           # scipy.sparse.coo_matrix of shape (M, M)
     """
 
-    _fields = frozenset({"_store", "_axis", "_memory", "_length"})
+    _fields = frozenset({"_store", "_axis", "_memory", "_length", "_indexes"})
 
     def __init__(
         self,
@@ -98,6 +128,7 @@ class GraphManager(NamedMapping[sparse.coo_matrix]):
         self._axis = axis
         self._memory = graphs
         self._length = length
+        self._indexes: dict[str, RowIndex] = {}  # of graphs in memory, built when runs are cut
 
     @classmethod
     def in_memory(cls, axis: int, graphs: dict[str, sparse.coo_matrix], length: int) -> GraphManager:
@@ -162,8 +193,18 @@ class GraphManager(NamedMapping[sparse.coo_matrix]):
         return self._select(AxisSelection.from_key(key, self._n(), self._axis))
 
     def _select(self, selection: AxisSelection) -> GraphManager:
-        graphs = {name: subgraph(self._get(name), selection.indices) for name in self._names()}
+        graphs = {name: self._cut(name, selection) for name in self._names()}
         return GraphManager.in_memory(self._axis, graphs, selection.size)
+
+    def _cut(self, name: str, selection: AxisSelection) -> sparse.coo_matrix:
+        run = run_of(selection)
+        if self._memory is None or run is None:
+            return subgraph(self._get(name), selection.indices)
+        g = self._memory[name]
+        index = self._indexes.get(name)
+        if index is None or index.graph is not g:  # (a graph set since was stored as a new object)
+            index = self._indexes[name] = RowIndex(g)
+        return index.run(*run)
 
     def last_modified(self, name: str | None = None) -> str:
         if self._store is None:
