@@ -3,12 +3,14 @@ off, and long-running use (file handles, memory). What users see is written up i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,33 +85,36 @@ def _holder(path: Path, mode: str, seconds: float, **env: str) -> subprocess.Pop
     return proc
 
 
+@contextlib.contextmanager
+def _held(path: Path, mode: str, seconds: float) -> Iterator[None]:
+    """Another process holds the file open (mode ``mode``) while the block runs; killed after it."""
+    holder = _holder(path, mode, seconds)
+    try:
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 @pytest.mark.parametrize("mode", ["r", "r+"])
 def test_opening_while_another_process_writes_says_so(
     counts: tuple[Path, np.ndarray, np.ndarray], mode: Any
 ) -> None:
     path, _, _ = counts
-    writer = _holder(path, "r+", 30)
-    try:
+    with _held(path, "r+", 30):
         with pytest.raises(loomfile.LoomLockedError, match=r"another process .*writing"):
             loomfile.connect(path, mode)
         with pytest.raises(OSError):  # (LoomLockedError is an OSError, as h5py raised)
             loomfile.connect(path, mode, validate=False)
-    finally:
-        writer.kill()
-        writer.wait()
 
 
 def test_writing_while_another_process_reads_says_so(counts: tuple[Path, np.ndarray, np.ndarray]) -> None:
     path, _, _ = counts
-    reader = _holder(path, "r", 30)
-    try:
+    with _held(path, "r", 30):
         with pytest.raises(loomfile.LoomLockedError, match="another process has it open"):
             loomfile.connect(path, "r+")
         with loomfile.connect(path, "r") as ds:  # readers share the file
             assert ds.shape == (500, 300)
-    finally:
-        reader.kill()
-        reader.wait()
 
 
 def test_timeout_waits_for_the_writer_to_finish(counts: tuple[Path, np.ndarray, np.ndarray]) -> None:
