@@ -179,6 +179,19 @@ def child_in_scratch(script: str, args: Callable[[str], list[str]], near: Path, 
 # --- the floor ---------------------------------------------------------------------------------------------
 
 
+def stored_chunks(dset: Any, raw: Any, wanted: set[tuple[int, ...]] | None = None) -> list[bytes]:
+    """The stored (compressed) bytes of ``dset``'s chunks, or of those at the ``wanted`` offsets,
+    read from ``raw``, the file opened in binary."""
+    found: list[Any] = []
+    dset.id.chunk_iter(found.append)
+    blobs = []
+    for info in found:
+        if wanted is None or tuple(info.chunk_offset) in wanted:
+            raw.seek(info.byte_offset)
+            blobs.append(raw.read(info.size))
+    return blobs
+
+
 def floor(path: Path, reads: list[tuple[str, np.ndarray, np.ndarray]], runs: int) -> float | None:
     """Median seconds to decode each touched chunk once, one thread, libdeflate, bytes in memory."""
     import h5py
@@ -196,13 +209,8 @@ def floor(path: Path, reads: list[tuple[str, np.ndarray, np.ndarray]], runs: int
             wanted = {
                 (int(r) * c0, int(c) * c1) for r in np.unique(rows // c0) for c in np.unique(cols // c1)
             }
-            found: list[Any] = []
-            dset.id.chunk_iter(found.append)
             nbytes = max(nbytes, c0 * c1 * dset.dtype.itemsize)
-            for info in found:
-                if tuple(info.chunk_offset) in wanted:
-                    raw.seek(info.byte_offset)
-                    blobs.append(raw.read(info.size))
+            blobs += stored_chunks(dset, raw, wanted)
     out = np.empty(nbytes, dtype=np.uint8)
     decompress, d = LIBDEFLATE.zlib_decompress, LIBDEFLATE.decompressor()
     times = []

@@ -44,7 +44,7 @@ import scipy.sparse as sparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import datasets
-from run import _status_mb, child_in_scratch
+from run import _status_mb, child_in_scratch, stored_chunks
 
 SCALES = {"small": (20000, 10000), "tiny": (2000, 1000)}
 KEEP = 0.3  # binomial thinning of datasets.Model's counts (~78% zeros) to ~90% zeros
@@ -311,12 +311,7 @@ def codec_floor(inputs: Path, op: str, runs: int = 3) -> float | None:
         path = inputs / f"{name}.loom"
         with h5py.File(path, "r") as f, open(path, "rb") as raw:
             for dset in (f["matrix"], *f["layers"].values()):
-                found: list[Any] = []
-                dset.id.chunk_iter(found.append)
-                blobs = []
-                for info in found:
-                    raw.seek(info.byte_offset)
-                    blobs.append(raw.read(info.size))
+                blobs = stored_chunks(dset, raw)
                 nbytes = int(np.prod(dset.chunks)) * dset.dtype.itemsize
                 groups += [(blobs[i : i + 256], nbytes) for i in range(0, len(blobs), 256)]
     inflate, d = LIBDEFLATE.zlib_decompress, LIBDEFLATE.decompressor()
