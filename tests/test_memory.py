@@ -39,6 +39,19 @@ def test_recycler_keeps_at_most_keep_buffers_per_name() -> None:
     assert other.ctypes.data not in {h.ctypes.data for h in held}
 
 
+def test_recycler_drops_free_buffers_too_small_and_allocates_the_capacity_asked() -> None:
+    recycler = _memory.Recycler(keep=3)
+    small = recycler.get("", (1, 1000), np.uint8, capacity=4000)  # room for the widest band to come
+    address = small.ctypes.data
+    del small
+    wider = recycler.get("", (1, 3000), np.uint8)  # fits the capacity: the same memory
+    assert wider.ctypes.data == address
+    del wider
+    widest = recycler.get("", (1, 8000), np.uint8)  # too large: a new buffer, the free small one dropped
+    assert widest.ctypes.data != address
+    assert len(recycler._pools[""]) == 1
+
+
 @pytest.fixture(scope="module")
 def wide(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, np.ndarray]:
     path = tmp_path_factory.mktemp("memory") / "wide.loom"

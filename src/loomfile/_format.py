@@ -189,7 +189,7 @@ def check_finite(values: np.ndarray[Any, Any], what: str) -> None:
 
 def cast_for_layer(values: np.ndarray[Any, Any], dtype: np.dtype[Any], what: str) -> np.ndarray[Any, Any]:
     """Values in the layer's dtype, refusing what the cast would change (HDF5 would clip, numpy wrap)."""
-    if dtype.kind in "iu" and values.size:
+    if dtype.kind in "iu" and values.size and not np.can_cast(values.dtype, dtype, "safe"):
         if values.dtype.kind == "f" and not np.array_equal(values, np.trunc(values)):
             msg = f"{what} has dtype {dtype}, but the values assigned have fractional parts"
             raise LoomValueError(msg)

@@ -49,18 +49,25 @@ class Recycler:
         self._pools: dict[str, list[np.ndarray[Any, Any]]] = {}
         self._lock = threading.Lock()
 
-    def get(self, name: str, shape: tuple[int, int], dtype: Any) -> np.ndarray[Any, Any]:
-        """An uninitialised C-ordered array of ``shape`` for ``name``, in memory nobody else holds."""
+    def get(self, name: str, shape: tuple[int, int], dtype: Any, capacity: int = 0) -> np.ndarray[Any, Any]:
+        """An uninitialised C-ordered array of ``shape`` for ``name``, in memory nobody else holds.
+
+        A new buffer holds at least ``capacity`` bytes (the largest band the caller will ask for), so
+        that bands of varying widths share the same buffers; free buffers too small are dropped."""
         dtype = np.dtype(dtype)
         nbytes = shape[0] * shape[1] * dtype.itemsize
         with self._lock:
             pool = self._pools.setdefault(name, [])
+            small = []
             for i in range(len(pool)):
-                if sys.getrefcount(pool[i]) == 2 and pool[i].size >= nbytes:  # the list's and the call's
-                    return pool[i][:nbytes].view(dtype).reshape(shape)
-            buffer = np.empty(nbytes, dtype=np.uint8)
+                if sys.getrefcount(pool[i]) == 2:  # the list's and the call's: nobody else holds it
+                    if pool[i].size >= nbytes:
+                        return pool[i][:nbytes].view(dtype).reshape(shape)
+                    small.append(i)
+            for i in reversed(small):
+                del pool[i]  # free but too small: let it go rather than keep it alongside a new one
+            buffer = np.empty(max(nbytes, capacity), dtype=np.uint8)
             pool.append(buffer)
             if len(pool) > self._keep:
                 pool.pop(0)  # still alive while a caller holds it, then freed
             return buffer[:nbytes].view(dtype).reshape(shape)
-

@@ -358,6 +358,7 @@ def add_loom(
             )
             band_list = [b for b in (*head, slice(cut, other.shape[1])) if b.start < b.stop]
 
+        widest = max((b.stop - b.start for b in band_list), default=0)
         if buffers is None:
             buffers = _memory.Recycler()  # bands land in recycled memory, not fresh pages
 
@@ -369,7 +370,8 @@ def add_loom(
                 if whole and name in copyable:
                     values[name] = StoredColumns(copyable[name], band.start, band.stop)
                 else:
-                    out = buffers.get(name, (rows.size, cols.size), other.layers[name].dtype)
+                    dtype = other.layers[name].dtype
+                    out = buffers.get(name, (rows.size, cols.size), dtype, rows.size * widest * dtype.itemsize)
                     values[name] = other._store.read_layer(name, rows, cols, out=out)
                     fmt.check_finite(values[name], f"Layer {name!r} of {other_file}")
             return values
@@ -386,6 +388,7 @@ def add_loom(
         bands_read = _engine.ahead((read_band(b) for b in band_list), lambda: 0)
         for band, values in zip(band_list, bands_read, strict=True):
             _write_columns(ds, values, n_before + band.start)
+            del values  # its buffers are free for the band after the one being read ahead
             tick(band.stop - band.start)
         _replace_col_attrs(ds, final, dropped)
         if include_graphs:
