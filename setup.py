@@ -5,4 +5,14 @@
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("loomfile._batch", ["src/loomfile/_batch.c"], optional=True)])
+# -ffp-contract=off: map()'s column sums must round each product as numpy does (no fused multiply-add)
+setup(
+    ext_modules=[
+        Extension(
+            "loomfile._batch",
+            ["src/loomfile/_batch.c"],
+            extra_compile_args=["-ffp-contract=off"],
+            optional=True,
+        )
+    ]
+)

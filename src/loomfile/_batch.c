@@ -214,6 +214,88 @@ EXTRACT_BOTH(u4, uint32_t)
 EXTRACT_BOTH(i8, int64_t)
 EXTRACT_BOTH(u8, uint64_t)
 
+/* map() down the columns: numpy's pairwise summation (loops_utils.h.src: 8 accumulators over blocks
+ * of at most 128, halves split on multiples of 8, the reduction starting from 0) applied down each
+ * column of an h x w block of T (row stride lda elements), TILE columns at a time so that every step
+ * is a run of contiguous values: out[c] is bit for bit what np.add.reduce gives on column c alone.
+ * With mean (not NULL), the values summed are (x - mean[c])^2, rounded as numpy rounds x - m, then
+ * d * d: the sum inside np.var and np.std. The build must not contract d * d + r into one fused
+ * multiply-add (setup.py passes -ffp-contract=off). */
+#define TILE 256
+#define PW_BLOCKSIZE 128
+#define TERM(T, x, m, c) ((m) ? (T)(((x)[c] - (m)[c]) * ((x)[c] - (m)[c])) : (x)[c])
+
+#define PAIRWISE(CODE, T)                                                                             \
+    static void pairwise_##CODE(const T *a, int64_t n, int64_t lda, int w, const T *m, T *res)        \
+    {                                                                                                 \
+        if (n < 8) {                                                                                  \
+            for (int c = 0; c < w; c++) {                                                             \
+                res[c] = (T)0;                                                                        \
+            }                                                                                         \
+            for (int64_t i = 0; i < n; i++) {                                                         \
+                const T *x = a + i * lda;                                                             \
+                for (int c = 0; c < w; c++) {                                                         \
+                    T d = TERM(T, x, m, c);                                                           \
+                    res[c] += d;                                                                      \
+                }                                                                                     \
+            }                                                                                         \
+            return;                                                                                   \
+        }                                                                                             \
+        if (n > PW_BLOCKSIZE) {                                                                       \
+            int64_t n2 = n / 2;                                                                       \
+            n2 -= n2 % 8;                                                                             \
+            T right[TILE];                                                                            \
+            pairwise_##CODE(a, n2, lda, w, m, res);                                                   \
+            pairwise_##CODE(a + n2 * lda, n - n2, lda, w, m, right);                                  \
+            for (int c = 0; c < w; c++) {                                                             \
+                res[c] += right[c];                                                                   \
+            }                                                                                         \
+            return;                                                                                   \
+        }                                                                                             \
+        T r[8][TILE];                                                                                 \
+        for (int j = 0; j < 8; j++) {                                                                 \
+            const T *x = a + j * lda;                                                                 \
+            for (int c = 0; c < w; c++) {                                                             \
+                r[j][c] = TERM(T, x, m, c);                                                           \
+            }                                                                                         \
+        }                                                                                             \
+        int64_t i = 8;                                                                                \
+        for (; i < n - (n % 8); i += 8) {                                                             \
+            for (int j = 0; j < 8; j++) {                                                             \
+                const T *x = a + (i + j) * lda;                                                       \
+                for (int c = 0; c < w; c++) {                                                         \
+                    T d = TERM(T, x, m, c);                                                           \
+                    r[j][c] += d;                                                                     \
+                }                                                                                     \
+            }                                                                                         \
+        }                                                                                             \
+        for (int c = 0; c < w; c++) {                                                                 \
+            res[c] = ((r[0][c] + r[1][c]) + (r[2][c] + r[3][c])) + ((r[4][c] + r[5][c]) + (r[6][c] + r[7][c])); \
+        }                                                                                             \
+        for (; i < n; i++) {                                                                          \
+            const T *x = a + i * lda;                                                                 \
+            for (int c = 0; c < w; c++) {                                                             \
+                T d = TERM(T, x, m, c);                                                               \
+                res[c] += d;                                                                          \
+            }                                                                                         \
+        }                                                                                             \
+    }                                                                                                 \
+    EXPORT int64_t loomfile_column_sums_##CODE(const T *a, int64_t h, int64_t w, int64_t lda,           \
+                                               const T *mean, T *out)                                 \
+    {                                                                                                 \
+        for (int64_t c0 = 0; c0 < w; c0 += TILE) {                                                    \
+            int tw = (int)(w - c0 < TILE ? w - c0 : TILE);                                            \
+            pairwise_##CODE(a + c0, h, lda, tw, mean ? mean + c0 : NULL, out + c0);                   \
+            for (int c = 0; c < tw; c++) {                                                            \
+                out[c0 + c] = (T)0 + out[c0 + c]; /* the reduction's start (and -0.0 becomes 0.0) */ \
+            }                                                                                         \
+        }                                                                                             \
+        return 0;                                                                                     \
+    }
+
+PAIRWISE(f4, float)
+PAIRWISE(f8, double)
+
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_batch", NULL, -1, NULL};
 
 PyMODINIT_FUNC PyInit__batch(void) { return PyModule_Create(&module); }

@@ -198,6 +198,10 @@ _BATCH_ARGTYPES = {
     **{f"loomfile_nonzeros_{code}": _NONZEROS_ARGTYPES for code in NONZERO_CODES},
     **{f"loomfile_nonzeros_{code}_f8": _NONZEROS_ARGTYPES for code in NONZERO_CODES},
     **{f"loomfile_count_nonzero_{code}": [ctypes.c_void_p, ctypes.c_int64] for code in NONZERO_CODES},
+    **{
+        f"loomfile_column_sums_{code}": [ctypes.c_void_p] + [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 2
+        for code in ("f4", "f8")
+    },
     "loomfile_write_chunks": [ctypes.c_void_p, ctypes.c_int64] + [ctypes.c_void_p] * 5 + [ctypes.c_int64],
     "loomfile_isal_encode_many": [ctypes.c_void_p] * 4
     + [ctypes.c_int64] * 2

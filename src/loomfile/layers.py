@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import numpy as np
 import scipy.sparse as sparse
 
-from . import _chunkwrite, _hdf5chunks, _matrix_io, _progress
+from . import _chunkwrite, _hdf5chunks, _matrix_io, _progress, _reduce
 from . import _format as fmt
 from ._changes import layer_key
 from ._engine import Job, ahead, ordered
@@ -208,9 +208,13 @@ class LoomLayer:
         results = [np.zeros(part.stop - part.start) for _ in f_list]
 
         vectorised = self.dtype.kind == "f" and all(f in REDUCTIONS for f in f_list)
+        # down the columns of bands read as stored, not transposed (see _reduce)
+        down = axis == 1 and _reduce.handles(f_list, self.dtype)
 
         def apply(vectors: Any) -> list[Any]:
             """The functions on a band read with one vector per row (columns come transposed)."""
+            if down:
+                return _reduce.down_columns(vectors, f_list)
             if vectorised:
                 return [cast(Callable[..., Any], f)(vectors, axis=1) for f in f_list]
             return [np.apply_along_axis(f, 1, vectors) for f in f_list]
@@ -222,7 +226,7 @@ class LoomLayer:
 
             def task(b: slice) -> tuple[slice, list[Any]]:
                 key = _band_key(b, n, axis, other)
-                return b, apply(store.read_layer(name, *key, transposed=axis == 1, reuse=True))
+                return b, apply(store.read_layer(name, *key, transposed=axis == 1 and not down, reuse=True))
 
             done: Iterable[tuple[slice, list[Any]]] = ordered(
                 task, bands(part.stop, band_width(other.size, chunk, TASK_ELEMENTS), part.start)
