@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -195,3 +196,70 @@ def test_every_value_type_in_loompy_order(
         np.testing.assert_array_equal(got.data, data.astype(to))
         np.testing.assert_array_equal(got.row, r)
         np.testing.assert_array_equal(got.col, c)
+
+
+def as_tiles(block: np.ndarray, chunk: tuple[int, int], padding: float) -> _engine.Tiles:
+    """``block`` laid out as decoded chunks (m, k, h, c1), the edge chunks' spare cells holding
+    ``padding`` (what HDF5 leaves there is not part of the layer)."""
+    h, c1 = chunk
+    m, k = -(-block.shape[0] // h), -(-block.shape[1] // c1)
+    grid = np.full((m * h, k * c1), padding, dtype=block.dtype)
+    grid[: block.shape[0], : block.shape[1]] = block
+    values = np.ascontiguousarray(grid.reshape(m, h, k, c1).transpose(0, 2, 1, 3))
+    return _engine.Tiles(values, *block.shape)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "uint16", "int64"])
+@pytest.mark.parametrize("extraction", ["compiled", "numpy"])
+def test_blocks_given_as_decoded_chunks(
+    threads: int, dtype: str, extraction: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader may hand over a block's decoded chunks (Tiles) instead of a placed array: entries
+    come in the same order, edge chunks' spare cells are ignored, and the lookup of scattered
+    columns still applies."""
+    from loomfile import _sparse
+
+    if extraction == "numpy":
+        monkeypatch.setattr(_sparse, "NONZEROS", {})
+    m = skewed(1000, SPARSE_BAND + 300, 9).astype(dtype)  # edge chunks in both directions
+    read_ok = reader(m)
+    tiles_given = []
+
+    def read(rows: AxisSelection, cols: AxisSelection) -> np.ndarray | _engine.Tiles:
+        tiles_given.append(1)
+        return as_tiles(read_ok(rows, cols), (64, 48), padding=7)
+
+    pick = np.sort(np.random.default_rng(3).choice(m.shape[1], 2000, replace=False))
+    for cols in (AxisSelection.full(m.shape[1]), AxisSelection(m.shape[1], pick)):
+        got = build_coo(read, AxisSelection.full(1000), cols, np.dtype("float64"), 64 * 1000)
+        # loompy's bands are of file columns: the selected columns of each band, row-major
+        parts = []
+        for lo in range(0, m.shape[1], SPARSE_BAND):
+            where = np.flatnonzero((cols.indices >= lo) & (cols.indices < lo + SPARSE_BAND))
+            d, r, c = loompy_order(m[:, cols.indices[where]])
+            parts.append((d, r, where[c]))
+        data, r, c = (np.concatenate(x) for x in zip(*parts, strict=True))
+        np.testing.assert_array_equal(got.data, data.astype(np.float64))
+        np.testing.assert_array_equal(got.row, r)
+        np.testing.assert_array_equal(got.col, c)
+    assert len(tiles_given) > 4
+
+
+def test_tiles_of_a_layer_only_for_blocks_on_the_chunk_grid(tmp_path: Path) -> None:
+    import loomfile
+    from looms import counts_file
+
+    path = tmp_path / "t.loom"
+    m = counts_file(path, 200, 300, seed=4)
+    with loomfile.connect(path, "r") as ds:
+        store = ds._store
+        chunk = store.layer("").chunks
+        run = AxisSelection(200, np.arange(chunk[0], 200))
+        tiles = store.read_tiles("", run, AxisSelection.full(300))
+        assert tiles is not None and (tiles.rows, tiles.cols) == (200 - chunk[0], 300)
+        np.testing.assert_array_equal(tiles.dense(), m[chunk[0] :])
+        off_grid = AxisSelection(200, np.arange(1, 200))
+        assert store.read_tiles("", off_grid, AxisSelection.full(300)) is None
+        gaps = AxisSelection(300, np.array([0, 1, 5]))
+        assert store.read_tiles("", AxisSelection.full(200), gaps) is None
+        np.testing.assert_array_equal(ds.sparse().toarray(), m)  # the layer read as tiles

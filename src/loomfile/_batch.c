@@ -141,9 +141,11 @@ int64_t loomfile_write_chunks(void *fn, int64_t dset, const uint8_t *src, const 
     return -1;
 }
 
-/* sparse(): the nonzeros of an h x w block of T in one pass, row-major, into the result arrays: value
- * (converted to U), row r0 + i, and column positions[j] (or c0 + j when positions is NULL). Returns
- * how many. */
+/* sparse(): the nonzeros of a block in one pass, row-major, into the result arrays: value (converted
+ * to U), row r0 + r, and column positions[c] (or c0 + c when positions is NULL). The block is laid out
+ * as decoded chunks, (m, k, h, c1): block row r, column c is at chunk (r / h, c / c1), row r % h,
+ * column c % c1; only its first `rows` rows and `cols` columns count (edge chunks hold more). A plain
+ * C-ordered rows x cols array is the case k = h = 1, c1 = cols. Returns how many. */
 #if defined(_WIN32)
 #define EXPORT __declspec(dllexport)
 #else
@@ -152,49 +154,71 @@ int64_t loomfile_write_chunks(void *fn, int64_t dset, const uint8_t *src, const 
 
 /* Branch-free within a row (a data-dependent branch per element mispredicts at typical densities):
  * every element is written to the row's scratch space, the index advancing only past nonzeros; the
- * row's entries are then copied out. Scratch: w + 1 entries of each array, allocated per call. */
+ * row's entries are then copied out. Scratch: cols + 1 entries of each array, allocated per call. */
 #define EXTRACT(NAME, T, U)                                                                           \
-    EXPORT int64_t NAME(const T *v, int64_t h, int64_t w, U *data, int32_t *row, int32_t *col,        \
-                        int64_t r0, const int64_t *positions, int64_t c0)                             \
+    EXPORT int64_t NAME(const T *v, int64_t k, int64_t h, int64_t c1, int64_t rows, int64_t cols,     \
+                        U *data, int32_t *row, int32_t *col, int64_t r0, const int64_t *positions,    \
+                        int64_t c0)                                                                   \
     {                                                                                                 \
-        U *sd = (U *)malloc((size_t)(w + 1) * sizeof(U));                                             \
-        int32_t *sc = (int32_t *)malloc((size_t)(w + 1) * sizeof(int32_t));                          \
+        U *sd = (U *)malloc((size_t)(cols + 1) * sizeof(U));                                          \
+        int32_t *sc = (int32_t *)malloc((size_t)(cols + 1) * sizeof(int32_t));                       \
         if (sd == NULL || sc == NULL) {                                                               \
             free(sd);                                                                                 \
             free(sc);                                                                                 \
             return -1;                                                                                \
         }                                                                                             \
-        int64_t k = 0;                                                                                \
-        for (int64_t i = 0; i < h; i++) {                                                             \
-            const T *line = v + i * w;                                                                \
+        int64_t out = 0;                                                                              \
+        for (int64_t r = 0; r < rows; r++) {                                                          \
+            const T *first_chunk = v + ((r / h) * k * h + r % h) * c1;                                \
             int64_t n = 0;                                                                            \
-            for (int64_t j = 0; j < w; j++) {                                                         \
-                T x = line[j];                                                                        \
-                sd[n] = (U)x;                                                                         \
-                sc[n] = (int32_t)(positions ? positions[j] : c0 + j);                                \
-                n += (x != 0);                                                                        \
+            for (int64_t first = 0, j = 0; first < cols; first += c1, j++) {                          \
+                const T *line = first_chunk + j * h * c1;                                             \
+                int64_t width = cols - first < c1 ? cols - first : c1;                                \
+                if (positions) {                                                                      \
+                    for (int64_t c = 0; c < width; c++) {                                             \
+                        T x = line[c];                                                                \
+                        sd[n] = (U)x;                                                                 \
+                        sc[n] = (int32_t)positions[first + c];                                        \
+                        n += (x != 0);                                                                \
+                    }                                                                                 \
+                } else {                                                                              \
+                    int32_t base = (int32_t)(c0 + first);                                             \
+                    for (int64_t c = 0; c < width; c++) {                                             \
+                        T x = line[c];                                                                \
+                        sd[n] = (U)x;                                                                 \
+                        sc[n] = base + (int32_t)c;                                                    \
+                        n += (x != 0);                                                                \
+                    }                                                                                 \
+                }                                                                                     \
             }                                                                                         \
-            memcpy(data + k, sd, (size_t)n * sizeof(U));                                              \
-            memcpy(col + k, sc, (size_t)n * sizeof(int32_t));                                         \
+            memcpy(data + out, sd, (size_t)n * sizeof(U));                                            \
+            memcpy(col + out, sc, (size_t)n * sizeof(int32_t));                                       \
             for (int64_t q = 0; q < n; q++) {                                                         \
-                row[k + q] = (int32_t)(r0 + i);                                                       \
+                row[out + q] = (int32_t)(r0 + r);                                                     \
             }                                                                                         \
-            k += n;                                                                                   \
+            out += n;                                                                                 \
         }                                                                                             \
         free(sd);                                                                                     \
         free(sc);                                                                                     \
-        return k;                                                                                     \
+        return out;                                                                                   \
     }
 
-/* How many of n values are not zero (the size of the block's range in the result, before filling). */
+/* How many values of such a block are not zero (the size of its range in the result, before filling). */
 #define COUNT(NAME, T)                                                                                \
-    EXPORT int64_t NAME(const T *v, int64_t n)                                                        \
+    EXPORT int64_t NAME(const T *v, int64_t k, int64_t h, int64_t c1, int64_t rows, int64_t cols)     \
     {                                                                                                 \
-        int64_t k = 0;                                                                                \
-        for (int64_t i = 0; i < n; i++) {                                                             \
-            k += (v[i] != 0);                                                                         \
+        int64_t n = 0;                                                                                \
+        for (int64_t r = 0; r < rows; r++) {                                                          \
+            const T *first_chunk = v + ((r / h) * k * h + r % h) * c1;                                \
+            for (int64_t first = 0, j = 0; first < cols; first += c1, j++) {                          \
+                const T *line = first_chunk + j * h * c1;                                             \
+                int64_t width = cols - first < c1 ? cols - first : c1;                                \
+                for (int64_t c = 0; c < width; c++) {                                                 \
+                    n += (line[c] != 0);                                                              \
+                }                                                                                     \
+            }                                                                                         \
         }                                                                                             \
-        return k;                                                                                     \
+        return n;                                                                                     \
     }
 
 /* the values as they are stored, and as float64 (sparse()'s default, as in loompy) */

@@ -190,14 +190,15 @@ class LibDeflate:
         return code == 0 and bool(np.array_equal(out, data))
 
 
-_NONZEROS_ARGTYPES = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 3
+_BLOCK_ARGTYPES = [ctypes.c_void_p] + [ctypes.c_int64] * 5  # values, k, h, c1, rows, cols (see _batch.c)
+_NONZEROS_ARGTYPES = [*_BLOCK_ARGTYPES, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
 _NONZEROS_ARGTYPES += [ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64]
 NONZERO_CODES = ("f4", "f8", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8")
 
 _BATCH_ARGTYPES = {
     **{f"loomfile_nonzeros_{code}": _NONZEROS_ARGTYPES for code in NONZERO_CODES},
     **{f"loomfile_nonzeros_{code}_f8": _NONZEROS_ARGTYPES for code in NONZERO_CODES},
-    **{f"loomfile_count_nonzero_{code}": [ctypes.c_void_p, ctypes.c_int64] for code in NONZERO_CODES},
+    **{f"loomfile_count_nonzero_{code}": _BLOCK_ARGTYPES for code in NONZERO_CODES},
     **{
         f"loomfile_column_sums_{code}": [ctypes.c_void_p] + [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 2
         for code in ("f4", "f8")

@@ -344,6 +344,37 @@ def read(
     return block
 
 
+@dataclass
+class Tiles:
+    """A block as its decoded chunks, not placed: ``values`` (m, k, h, c1) holds block row r, column
+    c at chunk (r // h, c // c1), row r % h, column c % c1, for r < ``rows`` and c < ``cols`` (chunks
+    at the layer's edge hold more). For consumers that walk a block row by row (sparse): they skip
+    the copy into a C-ordered array. ``values`` lives in the reading thread's scratch buffer."""
+
+    values: np.ndarray[Any, Any]
+    rows: int
+    cols: int
+
+    def dense(self) -> np.ndarray[Any, Any]:
+        """The block as a C-ordered rows x cols array (a copy)."""
+        m, k, h, c1 = self.values.shape
+        return self.values.transpose(0, 2, 1, 3).reshape(m * h, k * c1)[: self.rows, : self.cols].copy()
+
+
+def read_tiles(layout: ChunkLayout, rows: AxisSelection, cols: AxisSelection) -> Tiles | None:
+    """The block ``rows`` x ``cols`` as decoded chunks, when both are runs starting on the chunk grid
+    (else None: read it with ``read``). Decoded on the calling thread."""
+    starts = []
+    for sel, chunk in zip((rows, cols), layout.chunks, strict=True):
+        idx = sel.indices
+        if idx.size == 0 or idx[0] % chunk or not np.array_equal(idx, np.arange(idx[0], idx[0] + idx.size)):
+            return None
+        starts.append(int(idx[0]) // chunk)
+    grid = [np.arange(s, -(-(int(sel.indices[-1]) + 1) // c), dtype=np.intp) for s, sel, c in
+            zip(starts, (rows, cols), layout.chunks, strict=True)]  # fmt: skip
+    return Tiles(layout.decode(grid[0], grid[1]), rows.size, cols.size)
+
+
 def chunks_of(chunks: tuple[int, ...], rows: AxisSelection, cols: AxisSelection) -> tuple[IntArray, IntArray]:
     """The grid rows and grid columns (sorted, unique) of the chunks a read of ``rows`` x ``cols`` decodes."""
     return _grid_of(rows, chunks[0]), _grid_of(cols, chunks[1])

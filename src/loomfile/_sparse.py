@@ -17,12 +17,12 @@ import numpy as np
 import scipy.sparse as sparse
 
 from ._codec import NONZERO_CODES, batch_function
-from ._engine import ordered
+from ._engine import Tiles, ordered
 from ._selection import AxisSelection
 
 SPARSE_BAND = 4096  # loompy's sparse() visits columns in bands this wide: its entry order
 Block = tuple[AxisSelection, AxisSelection, int, np.ndarray]  # rows, cols, first row, col positions
-Reader = Callable[[AxisSelection, AxisSelection], np.ndarray]
+Reader = Callable[[AxisSelection, AxisSelection], np.ndarray | Tiles]  # a block, or its decoded chunks
 
 
 def _blocks(rows: AxisSelection, cols: AxisSelection, elements: int) -> Iterator[Block]:
@@ -132,21 +132,29 @@ def build_coo(
     def fill(
         i: int, rows_part: AxisSelection, cols_part: AxisSelection, r0: int, positions: np.ndarray
     ) -> None:
-        values = read(rows_part, cols_part)
+        block = read(rows_part, cols_part)
+        values = block.values if isinstance(block, Tiles) else block
         extract = NONZEROS.get((values.dtype, dtype)) if index == np.int32 else None
         count_of = COUNTS.get(values.dtype)
         if extract is not None and count_of is not None and values.flags.c_contiguous:
-            count = int(count_of(values.ctypes.data, values.size))
-            offset, (data, row, col) = sink.reserve(i, count, values.size)
+            # the compiled pass walks the block row by row, through its chunks (see _batch.c)
+            if isinstance(block, Tiles):
+                (_, k, h, c1), n_rows, n_cols = values.shape, block.rows, block.cols
+            else:
+                (n_rows, n_cols), k, h, c1 = values.shape, 1, 1, values.shape[1]
+            count = int(count_of(values.ctypes.data, k, h, c1, n_rows, n_cols))
+            offset, (data, row, col) = sink.reserve(i, count, n_rows * n_cols)
             consecutive = positions.size > 0 and positions[-1] - positions[0] + 1 == positions.size
             lookup = None if consecutive else np.ascontiguousarray(positions, dtype=np.int64)
             found = extract(
-                values.ctypes.data, values.shape[0], values.shape[1],
+                values.ctypes.data, k, h, c1, n_rows, n_cols,
                 data.ctypes.data + offset * data.itemsize, row.ctypes.data + offset * 4, col.ctypes.data + offset * 4,
                 r0, None if lookup is None else lookup.ctypes.data, int(positions[0]) if consecutive else 0,
             )  # fmt: skip
             assert found == count
             return
+        if isinstance(block, Tiles):
+            values = block.dense()
         flat = np.flatnonzero(values != 0)  # on a bool mask: several times faster than on floats
         offset, (data, row, col) = sink.reserve(i, flat.size, values.size)
         span = slice(offset, offset + flat.size)

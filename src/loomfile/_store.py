@@ -375,6 +375,14 @@ class LoomStore:
             layout = self._layout(name, dset, rows, cols)
             return _matrix_io.read(dset, rows, cols, layout, transposed, reuse, out)
 
+    def read_tiles(self, name: str, rows: AxisSelection, cols: AxisSelection) -> _engine.Tiles | None:
+        """The block ``layer[rows, cols]`` as decoded chunks (see ``_engine.read_tiles``), or None when
+        the engine does not read this layer or the block does not start on the chunk grid."""
+        dset = self.layer(name)
+        with damaged(dset.name):
+            layout = self._layout(name, dset, rows, cols)
+            return None if layout is None else _engine.read_tiles(layout, rows, cols)
+
     def _layout(
         self, name: str, dset: h5py.Dataset, rows: AxisSelection, cols: AxisSelection
     ) -> ChunkLayout | None:

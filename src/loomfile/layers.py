@@ -11,7 +11,7 @@ import scipy.sparse as sparse
 from . import _chunkwrite, _hdf5chunks, _matrix_io, _progress, _reduce
 from . import _format as fmt
 from ._changes import layer_key
-from ._engine import Job, ahead, ordered
+from ._engine import Job, Tiles, ahead, ordered
 from ._errors import LoomLockedError, LoomValueError
 from ._hdf5chunks import StoredColumns
 from ._mapping import NamedMapping
@@ -164,8 +164,9 @@ class LoomLayer:
         out_dtype = np.dtype("float64" if dtype is None else dtype)
         store, name = self._store, self.name
 
-        def read(rows_part: AxisSelection, cols_part: AxisSelection) -> np.ndarray:
-            return store.read_layer(name, rows_part, cols_part, reuse=True)
+        def read(rows_part: AxisSelection, cols_part: AxisSelection) -> np.ndarray | Tiles:
+            tiles = store.read_tiles(name, rows_part, cols_part)  # blocks on the chunk grid: not placed
+            return store.read_layer(name, rows_part, cols_part, reuse=True) if tiles is None else tiles
 
         return build_coo(read, row_sel, col_sel, out_dtype, TASK_ELEMENTS)
 
