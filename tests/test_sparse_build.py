@@ -263,3 +263,23 @@ def test_tiles_of_a_layer_only_for_blocks_on_the_chunk_grid(tmp_path: Path) -> N
         gaps = AxisSelection(300, np.array([0, 1, 5]))
         assert store.read_tiles("", AxisSelection.full(200), gaps) is None
         np.testing.assert_array_equal(ds.sparse().toarray(), m)  # the layer read as tiles
+
+
+def test_no_tiles_when_the_chunks_reach_far_beyond_the_block(tmp_path: Path) -> None:
+    """Chunks of whole columns (a layout some writers choose): a band of rows would decode every
+    column entirely; such blocks are read the usual way, a few chunks at a time."""
+    import h5py
+
+    import loomfile
+
+    path = tmp_path / "columns.loom"
+    m = skewed(300, 40, 6)
+    loomfile.create(str(path), m, {"Gene": np.arange(300)}, {"CellID": np.arange(40)})
+    with h5py.File(path, "r+") as f:
+        del f["matrix"]
+        f.create_dataset("matrix", data=m, chunks=(300, 1), compression="gzip")
+    with loomfile.connect(path, "r") as ds:
+        store = ds._store
+        assert store.read_tiles("", AxisSelection(300, np.arange(0, 64)), AxisSelection.full(40)) is None
+        assert store.read_tiles("", AxisSelection.full(300), AxisSelection.full(40)) is not None
+        np.testing.assert_array_equal(ds.sparse().toarray(), m)

@@ -363,7 +363,8 @@ class Tiles:
 
 def read_tiles(layout: ChunkLayout, rows: AxisSelection, cols: AxisSelection) -> Tiles | None:
     """The block ``rows`` x ``cols`` as decoded chunks, when both are runs starting on the chunk grid
-    (else None: read it with ``read``). Decoded on the calling thread."""
+    and its chunks do not reach far beyond it (else None: read it with ``read``, which decodes them
+    a few at a time). Decoded on the calling thread."""
     starts = []
     for sel, chunk in zip((rows, cols), layout.chunks, strict=True):
         idx = sel.indices
@@ -372,6 +373,9 @@ def read_tiles(layout: ChunkLayout, rows: AxisSelection, cols: AxisSelection) ->
         starts.append(int(idx[0]) // chunk)
     grid = [np.arange(s, -(-(int(sel.indices[-1]) + 1) // c), dtype=np.intp) for s, sel, c in
             zip(starts, (rows, cols), layout.chunks, strict=True)]  # fmt: skip
+    covered = grid[0].size * layout.chunks[0] * grid[1].size * layout.chunks[1]
+    if covered > 2 * rows.size * cols.size:  # e.g. chunks of whole columns, for a band of rows
+        return None
     return Tiles(layout.decode(grid[0], grid[1]), rows.size, cols.size)
 
 
