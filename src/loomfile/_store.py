@@ -10,7 +10,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import h5py
 import numpy as np
@@ -375,13 +375,30 @@ class LoomStore:
             layout = self._layout(name, dset, rows, cols)
             return _matrix_io.read(dset, rows, cols, layout, transposed, reuse, out)
 
-    def read_tiles(self, name: str, rows: AxisSelection, cols: AxisSelection) -> _engine.Tiles | None:
+    @overload
+    def read_tiles(
+        self, name: str, rows: AxisSelection, cols: AxisSelection, or_block: Literal[False] = False
+    ) -> _engine.Tiles | None: ...
+
+    @overload
+    def read_tiles(
+        self, name: str, rows: AxisSelection, cols: AxisSelection, or_block: Literal[True]
+    ) -> _engine.Tiles | np.ndarray[Any, Any]: ...
+
+    def read_tiles(
+        self, name: str, rows: AxisSelection, cols: AxisSelection, or_block: bool = False
+    ) -> _engine.Tiles | np.ndarray[Any, Any] | None:
         """The block ``layer[rows, cols]`` as decoded chunks (see ``_engine.read_tiles``), or None when
-        the engine does not read this layer or the block does not start on the chunk grid."""
+        the engine does not read this layer or the block does not start on the chunk grid. With
+        ``or_block``, the block itself instead of None (in the band buffer, as ``read_layer(...,
+        reuse=True)``), from the same chunk index."""
         dset = self.layer(name)
         with damaged(dset.name):
             layout = self._layout(name, dset, rows, cols)
-            return None if layout is None else _engine.read_tiles(layout, rows, cols)
+            tiles = None if layout is None else _engine.read_tiles(layout, rows, cols)
+            if tiles is None and or_block:
+                return _matrix_io.read(dset, rows, cols, layout, reuse=True)
+            return tiles
 
     def _layout(
         self, name: str, dset: h5py.Dataset, rows: AxisSelection, cols: AxisSelection

@@ -165,8 +165,8 @@ class LoomLayer:
         store, name = self._store, self.name
 
         def read(rows_part: AxisSelection, cols_part: AxisSelection) -> np.ndarray | Tiles:
-            tiles = store.read_tiles(name, rows_part, cols_part)  # blocks on the chunk grid: not placed
-            return store.read_layer(name, rows_part, cols_part, reuse=True) if tiles is None else tiles
+            # blocks on the chunk grid come as their decoded chunks, not placed
+            return store.read_tiles(name, rows_part, cols_part, or_block=True)
 
         return build_coo(read, row_sel, col_sel, out_dtype, TASK_ELEMENTS)
 
