@@ -250,19 +250,25 @@ EXTRACT_BOTH(u8, uint64_t)
 #define TERM(T, x, m, c) ((m) ? (T)(((x)[c] - (m)[c]) * ((x)[c] - (m)[c])) : (x)[c])
 
 #define PAIRWISE(CODE, T)                                                                             \
+    /* res[c] += the terms of rows [lo, hi), one row after the other */                               \
+    static void add_rows_##CODE(const T *a, int64_t lo, int64_t hi, int64_t lda, int w, const T *m,   \
+                                T *res)                                                               \
+    {                                                                                                 \
+        for (int64_t i = lo; i < hi; i++) {                                                           \
+            const T *x = a + i * lda;                                                                 \
+            for (int c = 0; c < w; c++) {                                                             \
+                T d = TERM(T, x, m, c);                                                               \
+                res[c] += d;                                                                          \
+            }                                                                                         \
+        }                                                                                             \
+    }                                                                                                 \
     static void pairwise_##CODE(const T *a, int64_t n, int64_t lda, int w, const T *m, T *res)        \
     {                                                                                                 \
         if (n < 8) {                                                                                  \
             for (int c = 0; c < w; c++) {                                                             \
                 res[c] = (T)0;                                                                        \
             }                                                                                         \
-            for (int64_t i = 0; i < n; i++) {                                                         \
-                const T *x = a + i * lda;                                                             \
-                for (int c = 0; c < w; c++) {                                                         \
-                    T d = TERM(T, x, m, c);                                                           \
-                    res[c] += d;                                                                      \
-                }                                                                                     \
-            }                                                                                         \
+            add_rows_##CODE(a, 0, n, lda, w, m, res);                                                 \
             return;                                                                                   \
         }                                                                                             \
         if (n > PW_BLOCKSIZE) {                                                                       \
@@ -286,23 +292,13 @@ EXTRACT_BOTH(u8, uint64_t)
         int64_t i = 8;                                                                                \
         for (; i < n - (n % 8); i += 8) {                                                             \
             for (int j = 0; j < 8; j++) {                                                             \
-                const T *x = a + (i + j) * lda;                                                       \
-                for (int c = 0; c < w; c++) {                                                         \
-                    T d = TERM(T, x, m, c);                                                           \
-                    r[j][c] += d;                                                                     \
-                }                                                                                     \
+                add_rows_##CODE(a + j * lda, i, i + 1, lda, w, m, r[j]);                              \
             }                                                                                         \
         }                                                                                             \
         for (int c = 0; c < w; c++) {                                                                 \
             res[c] = ((r[0][c] + r[1][c]) + (r[2][c] + r[3][c])) + ((r[4][c] + r[5][c]) + (r[6][c] + r[7][c])); \
         }                                                                                             \
-        for (; i < n; i++) {                                                                          \
-            const T *x = a + i * lda;                                                                 \
-            for (int c = 0; c < w; c++) {                                                             \
-                T d = TERM(T, x, m, c);                                                               \
-                res[c] += d;                                                                          \
-            }                                                                                         \
-        }                                                                                             \
+        add_rows_##CODE(a, i, n, lda, w, m, res);                                                     \
     }                                                                                                 \
     EXPORT int64_t loomfile_column_sums_##CODE(const T *a, int64_t h, int64_t w, int64_t lda,           \
                                                const T *mean, T *out)                                 \
