@@ -144,3 +144,38 @@ def test_aggr_ca_by_names_unknown_functions_and_missing_attributes(pair: Any, tm
         assert not out.exists()
         with pytest.warns(UserWarning, match="'Sizes'"):
             ds.aggregate(os.fspath(out), group_by="Clusters", aggr_ca_by={"Sizes": "mean"})
+
+
+def test_export_of_2d_and_compound_attributes_matches_loompy_line_by_line(tmp_path: Path) -> None:
+    """An embedding (cells x 3) and a SCENIC-style compound attribute are one field per cell, written
+    as loompy's str() writes them; a long row (numpy wraps its str()) stays on one line."""
+    rng = np.random.default_rng(8)
+    m = rng.integers(0, 5, (6, 5)).astype(np.float32)
+    regulons = np.zeros(5, dtype=[("Sox2(+)", "f8"), ("Pax6(+)", "f8")])
+    regulons["Sox2(+)"] = rng.random(5)
+    ra = {"Gene": np.array([f"g{i}" for i in range(6)]), "Pos": rng.integers(0, 9, (6, 2))}
+    ca = {"CellID": np.array([f"c{j}" for j in range(5)]), "PCA": rng.normal(size=(5, 3)),
+          "RegulonsAUC": regulons}
+    ref, new = os.fspath(tmp_path / "ref.loom"), os.fspath(tmp_path / "new.loom")
+    loompy.create(ref, m, ra, {k: v for k, v in ca.items() if k != "RegulonsAUC"})
+    loomfile.create(new, m, ra, {k: v for k, v in ca.items() if k != "RegulonsAUC"})
+    for path in (ref, new):  # loompy's create refuses compound values; SCENIC writes them with h5py
+        import h5py
+
+        with h5py.File(path, "r+") as f:
+            f["col_attrs/RegulonsAUC"] = regulons
+    with loompy.connect(ref, "r", validate=False) as a, loomfile.connect(new, "r") as b:
+        a.export(os.fspath(tmp_path / "ref.tab"))
+        b.export(os.fspath(tmp_path / "new.tab"))
+    assert (tmp_path / "new.tab").read_text() == (tmp_path / "ref.tab").read_text()
+
+    long = os.fspath(tmp_path / "long.loom")
+    loomfile.create(long, m, ra, {"X_pca": rng.normal(size=(5, 30))})
+    with loomfile.connect(long, "r") as b:
+        b.export(os.fspath(tmp_path / "long.tab"))
+        first = b.ca["X_pca"][0]
+    lines = (tmp_path / "long.tab").read_text().split("\n")
+    assert len(lines) == 1 + 1 + 6 + 1  # one line per column attribute, the names, the rows, the end
+    field = lines[0].split("\t")[3]  # past the two row-attribute columns and the name
+    assert field.startswith("[") and field.endswith("]")
+    np.testing.assert_allclose(np.array(field[1:-1].split(), dtype=float), first, rtol=1e-7)

@@ -22,9 +22,19 @@ if TYPE_CHECKING:
     from .connection import LoomConnection
 
 
+def _texts(values: Any) -> list[str]:
+    """Each value as ``str()`` writes it. An element of a 2-D or compound attribute (an embedding's
+    row, a SCENIC regulon record) is one value, written as loompy writes it (``[1. 2.]``, ``(1, 2)``),
+    but on one line: numpy wraps long rows, which would break the table's lines."""
+    array = np.asarray(values)
+    if array.ndim == 1 and array.dtype.names is None:
+        return array.astype(str).tolist()
+    return [str(v).replace("\n", " ") for v in array]
+
+
 def _fields(values: Any) -> str:
     """Each value as ``str()`` writes it, followed by a tab."""
-    return _tabbed(np.asarray(values).astype(str).tolist())
+    return _tabbed(_texts(values))
 
 
 def _tabbed(texts: list[str]) -> str:
@@ -42,7 +52,7 @@ def export(ds: LoomConnection, out_file: str, layer: str | None, format: str, ti
     target = os.path.expanduser(os.fspath(out_file))
     with written_aside(target) as tmp, open(tmp, "w", encoding="utf-8") as f:
         ra_names = list(ds.ra.keys())
-        ra = {k: np.asarray(ds.ra[k]).astype(str) for k in ra_names}
+        ra = {k: _texts(ds.ra[k]) for k in ra_names}
         lead = "\t" * len(ra_names)
         for key in ds.ca.keys():
             f.write(f"{lead}{key}\t{_fields(ds.ca[key])}\n")
