@@ -89,7 +89,7 @@ def test_combine_faster_refuses_what_does_not_line_up(inputs: list[str], tmp_pat
     [
         (
             ["a", "b", "c", "x"],
-            r"1 values only in the target \(e.g. \['d'\]\), 1 only in the other file \(e.g. \['x'\]\)",
+            r"1 values only in the target \(e.g. \['d'\]\), 1 only in \S*theirs.loom \(e.g. \['x'\]\)",
         ),
         (["a", "b", "c", "c"], "unique values"),
     ],
@@ -118,3 +118,44 @@ def test_add_loom_aligns_rows_on_the_key(tmp_path: Path) -> None:
     with loomfile.connect(a) as ds:
         ds.add_loom(b, key="Accession")
         np.testing.assert_array_equal(ds[:, 2:], [[2, 2], [3, 3], [1, 1]])
+
+
+@pytest.mark.parametrize("function", ["combine_faster", "combine"])
+def test_a_renamed_gene_is_an_error_naming_it_not_shifted_rows(inputs: list[str], tmp_path: Path, function: str) -> None:
+    """loompy's combine_faster sorts each file on its own key: with one gene renamed in the second
+    file, every row after it in sorted order carries another gene's values. loomfile refuses and
+    names the gene; combine (and add_loom) also name it when the files' row counts differ."""
+    with loomfile.connect(inputs[1]) as ds:
+        accession = ds.ra.Accession.copy()
+        accession[accession == "ENSG00001"] = "ENSG99999"  # sorts last instead of second
+        ds.ra.Accession = accession
+    out = os.fspath(tmp_path / "out.loom")
+    call = getattr(loomfile, function)
+    with pytest.raises(LoomValueError, match=r"ENSG00001.*ENSG99999") as raised:
+        call(inputs[:2], out, key="Accession")
+    assert inputs[1] in str(raised.value)
+    assert not os.path.exists(out)
+
+    # one gene fewer in the second file: the message names it, not only the counts
+    short = os.fspath(tmp_path / "short.loom")
+    with loomfile.connect(inputs[2], "r") as ds:
+        keep = ds.ra.Accession != "ENSG00007"
+        loomfile.create(short, ds[keep, :], {k: v[keep] for k, v in ds.ra.items()}, dict(ds.ca.items()))
+    with pytest.raises(LoomValueError, match=r"1 values only in the target \(e.g. \['ENSG00007'\]\)"):
+        call([inputs[0], short], out, key="Accession")
+    assert not os.path.exists(out)
+
+
+def test_loompy_misaligns_where_loomfile_refuses(inputs: list[str], tmp_path: Path) -> None:
+    """The oracle's behaviour, so the test above documents a real difference: loompy writes the file,
+    and the second file's values sit under the wrong gene names."""
+    with loomfile.connect(inputs[1]) as ds:
+        accession = ds.ra.Accession.copy()
+        accession[accession == "ENSG00001"] = "ENSG99999"
+        ds.ra.Accession = accession
+        truth = ds[np.flatnonzero(ds.ra.Accession == "ENSG00002")[0], :]
+    out = os.fspath(tmp_path / "lp.loom")
+    loompy.combine_faster(inputs[:2], out, key="Accession")
+    with loompy.connect(out, "r") as ds:
+        row = np.flatnonzero(ds.ra.Accession == "ENSG00002")[0]
+        assert not np.array_equal(ds[row, WIDTHS[0] :], truth)

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _memory, _ops, _progress
 from ._errors import LoomValueError
-from ._ops import aligned_bands
+from ._ops import aligned_bands, key_ordering
 from ._progress import Tick
 from ._selection import AxisSelection
 
@@ -115,8 +115,24 @@ def combine_faster(
     skip = set(skip_attrs or [])
     layers: dict[str, np.dtype[Any]] = {}
     n_rows, n_cols = None, 0
+    row_orders: list[np.ndarray | None] = []  # with a key: each file's rows in the output's order
+    sorted_keys: np.ndarray | None = None
     for path, mask in zip(files, masks, strict=True):
         with connect(path, "r") as ds:
+            if key is not None:
+                # Every file is aligned on the first file's key values (sorted, as loompy sorts
+                # them), so that a gene missing or renamed in one file is an error naming it, not
+                # rows shifted under the wrong names (loompy sorts each file on its own).
+                values = ds.ra[key]
+                if sorted_keys is None:
+                    first_order = np.argsort(values, kind="stable").astype(np.intp)
+                    sorted_keys = values[first_order]
+                    key_ordering(sorted_keys, values, key, path)  # unique values
+                    row_orders.append(first_order)
+                else:
+                    row_orders.append(key_ordering(sorted_keys, values, key, path))
+            else:
+                row_orders.append(None)
             if n_rows is not None and ds.shape[0] != n_rows:
                 msg = f"All files must have the same number of rows: {path} has {ds.shape[0]}, the first {n_rows}"
                 raise LoomValueError(msg)
@@ -139,11 +155,9 @@ def combine_faster(
                 store.create_layer(name, (n_rows, n_cols), layers[name])
             col_attrs: dict[str, list[tuple[int, np.ndarray]]] = {}
             at = 0
-            for path, mask in zip(files, masks, strict=True):
+            for path, mask, order in zip(files, masks, row_orders, strict=True):
                 with connect(path, "r") as ds:
-                    rows = AxisSelection.full(n_rows)
-                    if key is not None:
-                        rows = AxisSelection(n_rows, np.argsort(ds.ra[key], kind="stable").astype(np.intp))
+                    rows = AxisSelection.full(n_rows) if order is None else AxisSelection(n_rows, order)
                     picked = np.arange(ds.shape[1]) if mask is None else np.flatnonzero(mask)
                     _copy_layers(ds, out, rows, picked, at, tick)
                     for name, values in ds.ca.items():

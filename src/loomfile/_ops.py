@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import threading
 import warnings
@@ -274,22 +275,28 @@ def _write_columns(ds: LoomConnection, blocks: Mapping[str, Any], at: int) -> No
         store.write_layer(name, AxisSelection.full(n_rows), cols, block)
 
 
-def key_ordering(this: np.ndarray, other: np.ndarray, key: str) -> np.ndarray:
-    """Positions in ``other`` of each value of ``this`` (both unique keys), or a clear error.
+def key_ordering(this: np.ndarray, other: np.ndarray, key: str, other_name: str = "the other file") -> np.ndarray:
+    """Positions in ``other`` of each value of ``this`` (both unique keys), or a clear error naming
+    the values that differ.
 
     Through dicts: numpy's set operations sort object arrays of strings with Python comparisons,
     seconds for 20000 genes."""
     mine, theirs = this.tolist(), other.tolist()
     where = {v: i for i, v in enumerate(theirs)}
-    if len(where) != len(theirs) or len(set(mine)) != len(mine):
-        msg = f"Row attribute {key!r} must have unique values in both files to align rows"
-        raise LoomValueError(msg)
+    for values, whose in ((theirs, other_name), (mine, "the target")):
+        if len(set(values)) != len(values):
+            repeated = sorted(v for v, n in collections.Counter(values).items() if n > 1)
+            msg = (
+                f"Row attribute {key!r} must have unique values to align rows; {whose} repeats "
+                f"{len(repeated)} (e.g. {repeated[:3]})"
+            )
+            raise LoomValueError(msg)
     missing = [v for v in mine if v not in where]
     extra = sorted(set(theirs) - set(mine))
     if missing or extra:
         msg = (
             f"Row attribute {key!r} differs between the files: {len(missing)} values only in the target "
-            f"(e.g. {sorted(missing)[:3]}), {len(extra)} only in the other file (e.g. {extra[:3]})"
+            f"(e.g. {sorted(missing)[:3]}), {len(extra)} only in {other_name} (e.g. {extra[:3]})"
         )
         raise LoomValueError(msg)
     return np.fromiter((where[v] for v in mine), dtype=np.intp, count=len(mine))
@@ -320,14 +327,14 @@ def add_loom(
         other = stack.enter_context(connect(other_file, "r"))
         if tick is None:
             tick = stack.enter_context(_progress.bar(other.shape[1], "add_loom", progress, "columns"))
+        ordering = None
+        if key is not None:  # first: differing keys are named, not only counted
+            ordering = key_ordering(ds.ra[key], other.ra[key], key, other_file)
+            if np.array_equal(ordering, np.arange(ordering.size)):
+                ordering = None  # rows already in order: chunks may be copied as stored
         if other.shape[0] != ds.shape[0]:
             msg = f"{other_file} has {other.shape[0]} rows but the target file has {ds.shape[0]}"
             raise LoomValueError(msg)
-        ordering = None
-        if key is not None:
-            ordering = key_ordering(ds.ra[key], other.ra[key], key)
-            if np.array_equal(ordering, np.arange(ordering.size)):
-                ordering = None  # rows already in order: chunks may be copied as stored
         missing_layers = set(ds.layers.keys()) - set(other.layers.keys())
         if missing_layers:
             msg = f"{other_file} lacks layers {sorted(missing_layers)} of the target file"
