@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -276,3 +277,47 @@ def test_matrix_market_columns_cover_the_matrix(tmp_path: Path, swapped: bool) -
         assert pieces[-1][0] == 0 and pieces[-1][1].shape == counts.shape
     else:
         assert [first for first, _ in pieces] == sorted({first for first, _ in pieces})
+
+
+@pytest.mark.parametrize("version", [2, 3])
+@pytest.mark.parametrize(
+    "given",
+    ["run folder", "outs", "matrix folder", "h5 in outs", "downloaded h5"],
+)
+def test_every_shape_10x_publishes(tmp_path: Path, version: int, given: str) -> None:
+    """The run folder, its outs/, the matrix folder itself, the .h5 itself and a 10x download named
+    <sample>_filtered_feature_bc_matrix.h5 give the same matrix, and CellIDs prefixed by the sample."""
+    sample, counts = make_cellranger(tmp_path, version, h5=True)
+    outs = sample / "outs"
+    h5_name = "filtered_feature_bc_matrix.h5" if version >= 3 else "filtered_gene_bc_matrices_h5.h5"
+    matrix_folder = outs / ("filtered_feature_bc_matrix" if version >= 3 else "filtered_gene_bc_matrices/mm10")
+    download = tmp_path / "downloads" / f"pbmc_1k_v{version}_{h5_name}"
+    download.parent.mkdir()
+    shutil.copy(outs / h5_name, download)
+    path = {
+        "run folder": sample,
+        "outs": outs,
+        "matrix folder": matrix_folder,
+        "h5 in outs": outs / h5_name,
+        "downloaded h5": download,
+    }[given]
+    out = tmp_path / "out"
+    written = _import(path, out, loomfile)
+    expected_sample = f"pbmc_1k_v{version}" if given == "downloaded h5" else f"sample{version}"
+    assert os.path.basename(written) == f"{expected_sample}.loom"
+    with loomfile.connect(written, "r") as ds:
+        np.testing.assert_array_equal(ds[:, :], counts)
+        assert ds.ca.CellID[0] == f"{expected_sample}:AAAC000000-1"
+        assert list(ds.ra.Accession[:2]) == ["ENSMUSG00000", "ENSMUSG00001"]
+        # the run's analysis and command line are found from inside the run, not from a download
+        assert ("ClusterID" in ds.ca) == (given != "downloaded h5")
+        assert ("Cmdline" in ds.attrs) == (given != "downloaded h5")
+
+
+def test_a_folder_without_a_matrix_names_what_was_looked_for(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(loomfile.LoomNotFoundError, match=r"matrix\.mtx"):
+        loomfile.create_from_cellranger(os.fspath(empty), os.fspath(tmp_path))
+    with pytest.raises(loomfile.LoomNotFoundError, match="nothing-here"):
+        loomfile.create_from_cellranger(os.fspath(tmp_path / "nothing-here"), os.fspath(tmp_path))

@@ -9,6 +9,9 @@ Where the matrix comes from (``source="auto"``, the default), in this order:
 4. ``outs/filtered_gene_bc_matrices_h5.h5`` (v2 HDF5: ``<genome>/{data,indices,indptr,shape,
    barcodes,genes,gene_names}``).
 
+The same places are searched in a run's ``outs/`` folder given directly; a matrix folder
+(``filtered_feature_bc_matrix/``, a v2 genome folder) or a 10x HDF5 file may also be given itself.
+
 The folders come first because they are what loompy reads, so a folder holding both gives loompy's
 file; the HDF5 matrices (which loompy cannot read) are used when no folder is there, or when asked
 with ``source="h5"`` (``source="mtx"`` insists on a folder). Both give the same file for the same data:
@@ -205,27 +208,91 @@ def _h5_pieces(
             first = stop
 
 
+MATRIX_FOLDERS = ("filtered_feature_bc_matrix", "filtered_gene_bc_matrices")
+H5_NAMES = ("filtered_feature_bc_matrix.h5", "filtered_gene_bc_matrices_h5.h5")
+# Folders a path into a cellranger run passes through below the run folder itself
+_INSIDE_RUN = {"outs", *MATRIX_FOLDERS, "raw_feature_bc_matrix", "raw_gene_bc_matrices"}
+
+
+@dataclass
+class Location:
+    """Where a path given by the user points: the run folder (whose name is the sample, with
+    ``outs/analysis``, ``_cmdline`` and ``_versions``; None for a downloaded .h5 that sits alone)
+    and the sample's name."""
+
+    run: str | None
+    sample: str
+
+
+def locate(path: str) -> Location:
+    """The run folder and sample of any path 10x publishes: the run folder, its ``outs/``, a matrix
+    folder (``filtered_feature_bc_matrix/``, a v2 genome folder), or a 10x .h5 file, including the
+    downloads 10x names ``<sample>_filtered_feature_bc_matrix.h5``."""
+    path = os.path.abspath(path)
+    if os.path.isfile(path):
+        name = os.path.basename(path)
+        for suffix in H5_NAMES:
+            if name.endswith(suffix) and name != suffix:
+                return Location(None, name[: -len(suffix)].rstrip("_-.") or name)
+        if name not in H5_NAMES:
+            return Location(None, os.path.splitext(name)[0])
+        path = os.path.dirname(path)
+    parts = path.split(os.sep)
+    while len(parts) > 1:
+        if parts[-1] in _INSIDE_RUN:
+            parts.pop()
+        elif len(parts) > 2 and parts[-2] in ("filtered_gene_bc_matrices", "raw_gene_bc_matrices"):
+            parts.pop()  # a v2 genome folder
+        else:
+            break
+    run = os.sep.join(parts) or os.sep
+    return Location(run, os.path.basename(run))
+
+
 def _read(indir: str, genome: str | None, source: Source, progress: bool | None) -> Counts:
-    """The count matrix of a cellranger folder, from the source the module docstring describes."""
+    """The count matrix at ``indir`` (any path :func:`locate` accepts), from the source the module
+    docstring describes."""
     if source not in ("auto", "mtx", "h5"):
         msg = f"source must be 'auto', 'mtx' or 'h5', not {source!r}"
         raise LoomValueError(msg)
-    v2 = os.path.join(indir, V2_FOLDER)
-    if source != "h5" and os.path.isdir(v2):
-        genome = genome or _first_genome(os.listdir(v2), v2)
-        return read_mtx_folder(os.path.join(v2, genome), False, genome, progress)
-    if source != "h5" and os.path.isdir(os.path.join(indir, V3_FOLDER)):
-        return read_mtx_folder(os.path.join(indir, V3_FOLDER), True, genome, progress)
-    if source != "mtx":
-        for name in (V3_H5, V2_H5):
-            if os.path.isfile(os.path.join(indir, name)):
-                return read_10x_h5(os.path.join(indir, name), genome, progress)
+    if os.path.isfile(indir):
+        if source == "mtx":
+            msg = f"'{indir}' is a file; source='mtx' reads a matrix-market folder"
+            raise LoomValueError(msg)
+        return read_10x_h5(indir, genome, progress)
+    if not os.path.isdir(indir):
+        msg = (
+            f"No such folder or file: '{indir}' (give a cellranger run folder, its outs/, a matrix folder "
+            "such as filtered_feature_bc_matrix/, or a 10x .h5 file)"
+        )
+        raise LoomNotFoundError(msg)
+    for root in (os.path.join(indir, "outs"), indir):  # the run folder, or its outs/
+        v2 = os.path.join(root, MATRIX_FOLDERS[1])
+        if source != "h5" and os.path.isdir(v2):
+            genome = genome or _first_genome(os.listdir(v2), v2)
+            return read_mtx_folder(os.path.join(v2, genome), False, genome, progress)
+        if source != "h5" and os.path.isdir(os.path.join(root, MATRIX_FOLDERS[0])):
+            return read_mtx_folder(os.path.join(root, MATRIX_FOLDERS[0]), True, genome, progress)
+        if source != "mtx":
+            for name in H5_NAMES:
+                if os.path.isfile(os.path.join(root, name)):
+                    return read_10x_h5(os.path.join(root, name), genome, progress)
+    if source != "h5":  # a matrix folder itself: v3+ (features.tsv.gz) or a v2 genome folder (genes.tsv)
+        names = set(os.listdir(indir))
+        if names & {"matrix.mtx", "matrix.mtx.gz"}:
+            v3 = bool(names & {"features.tsv", "features.tsv.gz"})
+            parent = os.path.basename(os.path.dirname(os.path.abspath(indir)))
+            folder_genome = None if v3 or not parent.endswith("gene_bc_matrices") else os.path.basename(indir)
+            return read_mtx_folder(indir, v3, genome or folder_genome, progress)
     wanted = {
         "auto": (V2_FOLDER, V3_FOLDER, V3_H5, V2_H5),
         "mtx": (V2_FOLDER, V3_FOLDER),
         "h5": (V3_H5, V2_H5),
     }
-    msg = f"No cellranger matrix in '{indir}': looked for " + ", ".join(wanted[source])
+    msg = (
+        f"No cellranger matrix in '{indir}': looked for " + ", ".join(wanted[source]) + " (in it or in "
+        "its outs/)" + (", and matrix.mtx(.gz) in it" if source != "h5" else "")
+    )
     raise LoomNotFoundError(msg)
 
 
@@ -310,10 +377,12 @@ def _check_lengths(counts: Counts, col_attrs: Mapping[str, np.ndarray]) -> None:
             raise LoomFormatError(msg)
 
 
-def _analysis_attrs(indir: str) -> dict[str, np.ndarray]:
+def _analysis_attrs(run: str | None) -> dict[str, np.ndarray]:
     """tSNE ``X``/``Y`` and graph-based ``ClusterID`` (from 0) when the analysis folder has them."""
     attrs: dict[str, np.ndarray] = {}
-    analysis = os.path.join(indir, "outs", "analysis")
+    if run is None:
+        return attrs
+    analysis = os.path.join(run, "outs", "analysis")
     for tsne in (
         os.path.join(analysis, "tsne", "projection.csv"),
         os.path.join(analysis, "tsne", "2_components", "projection.csv"),
@@ -330,13 +399,15 @@ def _analysis_attrs(indir: str) -> dict[str, np.ndarray]:
     return attrs
 
 
-def _file_attrs(indir: str, genome: str | None, file_attrs: Mapping[str, Any] | None) -> dict[str, Any]:
+def _file_attrs(run: str | None, genome: str | None, file_attrs: Mapping[str, Any] | None) -> dict[str, Any]:
     """The caller's globals, plus ``Genome``, ``Cmdline`` and ``Versions`` where loompy adds them."""
     attrs = dict(file_attrs or {})
     if "Genome" not in attrs and genome:
         attrs["Genome"] = genome
     for name, filename, one_line in (("Cmdline", "_cmdline", False), ("Versions", "_versions", True)):
-        path = os.path.join(indir, filename)
+        if run is None:
+            break
+        path = os.path.join(run, filename)
         if name not in attrs and os.path.exists(path):
             with open(path, encoding="utf-8") as f:
                 text = f.read().strip()
@@ -354,7 +425,13 @@ def create_from_cellranger(
     source: Source = "auto",
     progress: bool | None = None,
 ) -> str:
-    """Create ``{outdir}/{sample}.loom`` from a cellranger output folder; return its path.
+    """Create ``{outdir}/{sample}.loom`` from cellranger output; return its path.
+
+        ``indir`` is any of what 10x publishes: a run folder, its ``outs/``, a matrix folder
+        (``filtered_feature_bc_matrix/``, or a v2 genome folder under ``filtered_gene_bc_matrices/``),
+        or a 10x HDF5 file (``filtered_feature_bc_matrix.h5``, or a download named
+        ``<sample>_filtered_feature_bc_matrix.h5``). The sample is the run folder's name (or the
+        download's prefix); ``outdir`` defaults to ``indir`` (the file's folder for a .h5).
 
         As loompy: ``sample`` is the folder's name, CellID is ``sample:barcode``, rows get ``Accession``
         and ``Gene``, tSNE ``X``/``Y`` and ``ClusterID`` are added when the analysis folder has them,
@@ -370,14 +447,16 @@ def create_from_cellranger(
         --------
         >>> path = loomfile.create_from_cellranger("runs/sample1", "looms/")
     """
-    outdir = indir if outdir is None else outdir
-    sample = os.path.basename(os.path.abspath(indir))
+    if outdir is None:
+        outdir = os.path.dirname(os.path.abspath(indir)) if os.path.isfile(indir) else indir
+    where = locate(indir)
+    sample = where.sample
     counts = _read(indir, genome, source, progress)
     row_attrs = {"Accession": counts.accession, "Gene": counts.gene}
     col_attrs: dict[str, np.ndarray] = {
         "CellID": np.array([f"{sample}:{b}" for b in counts.barcodes], dtype=object)
     }
-    col_attrs.update(_analysis_attrs(indir))
+    col_attrs.update(_analysis_attrs(where.run))
     _check_lengths(counts, col_attrs)
     keep = None
     if selected_cellids is not None:
@@ -394,7 +473,7 @@ def create_from_cellranger(
                 bands.put(first, piece)
 
     path = os.path.join(outdir, f"{sample}.loom")
-    with new(path, file_attrs=_file_attrs(indir, counts.genome, file_attrs)) as ds:
+    with new(path, file_attrs=_file_attrs(where.run, counts.genome, file_attrs)) as ds:
         ds._store.create_layer("", shape, fmt.check_matrix_dtype(counts.dtype, "The matrix"), fill=fill)
         for name, values in row_attrs.items():
             ds.ra[name] = values
