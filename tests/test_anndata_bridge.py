@@ -450,8 +450,9 @@ def test_from_anndata_refuses_missing_x(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda a: a.uns.__setitem__("neighbors", {"params": {"k": 15}}), r"uns\['neighbors'\] is a dict"),
-        (lambda a: a.uns.__setitem__("table", pd.DataFrame({"x": [1]})), r"uns\['table'\] is a DataFrame"),
+        (lambda a: a.uns.__setitem__("neighbors", {"params": {"when": pd.Timestamp(0)}}),
+         r"uns\['neighbors'\]\['params'\]\['when'\] is a Timestamp"),
+        (lambda a: a.uns.__setitem__("table", {1: "x"}), r"uns\['table'\] has the key 1"),
         (lambda a: a.uns.__setitem__("LOOM_SPEC_VERSION", "2.0.1"), "spec version"),
         (lambda a: a.uns.__setitem__("nothing", None), r"uns\['nothing'\]"),
         (lambda a: a.obs.__setitem__("CellID", "x"), "obs_names 'CellID' and the obs column 'CellID'"),
@@ -466,8 +467,8 @@ def test_from_anndata_refuses_missing_x(tmp_path: Path) -> None:
         (lambda a: a.layers.__setitem__("a/b", a.X), "Layer name 'a/b' cannot contain '/'"),
     ],
     ids=[
-        "nested-uns",
-        "frame-uns",
+        "nested-uns-timestamp",
+        "uns-int-key",
         "spec-version",
         "none-uns",
         "index-clash",
@@ -489,7 +490,7 @@ def test_from_anndata_bad_items(tmp_path: Path, small_adata: ad.AnnData, change:
 
 
 def test_from_anndata_uns_selection(tmp_path: Path, small_adata: ad.AnnData) -> None:
-    small_adata.uns["neighbors"] = {"params": {"k": 15}}
+    small_adata.uns["neighbors"] = {"params": {"k": 15}}  # left out when not named
     path = tmp_path / "x.loom"
     loomfile.from_anndata(small_adata, path, uns=["title", "resolution"])
     with loompy.connect(os.fspath(path), "r") as lp:
@@ -536,3 +537,126 @@ def test_missing_anndata_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(ImportError, match="from_anndata needs anndata"):
         loomfile.from_anndata(object(), path)
     assert issubclass(AnnDataImportError, loomfile.LoomError)
+
+
+def scanpy_uns(rng: np.random.Generator) -> dict[str, Any]:
+    """What a scanpy pipeline (pca, neighbors, leiden, rank_genes_groups) leaves in uns."""
+    names = np.zeros(3, dtype=[("0", "U8"), ("1", "U8")])
+    names["0"], names["1"] = ["G1", "G2", "G3"], ["G4", "G5", "Gène6"]
+    scores = np.zeros(3, dtype=[("0", "<f4"), ("1", "<f4")])
+    scores["0"] = rng.random(3)
+    return {
+        "pca": {"params": {"zero_center": True, "use_highly_variable": False},
+                "variance": rng.random(5).astype(np.float32), "variance_ratio": rng.random(5)},
+        "neighbors": {"connectivities_key": "connectivities", "distances_key": "distances",
+                      "params": {"n_neighbors": 15, "method": "umap", "random_state": 0, "metric": "euclidean"}},
+        "leiden": {"params": {"resolution": 1.0, "n_iterations": -1}},
+        "leiden_colors": np.array(["#1f77b4", "#ff7f0e"], dtype=object),
+        "rank_genes_groups": {"names": names, "scores": scores,
+                              "params": {"groupby": "leiden", "reference": "rest", "use_raw": None}},
+        "hvg": {"flavor": "seurat", "bounds": [0.1, 3], "pair": (1, "a")},
+        "table": pd.DataFrame({"x": [1.5, 2.5], "label": ["a", "b"]}, index=["r1", "r2"]),
+    }
+
+
+def assert_same_uns(got: Any, expected: Any, where: str = "uns") -> None:
+    if isinstance(expected, dict):
+        assert isinstance(got, dict) and sorted(got) == sorted(expected), where
+        for key in expected:
+            assert_same_uns(got[key], expected[key], f"{where}[{key!r}]")
+    elif isinstance(expected, pd.DataFrame):
+        pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+        assert list(got.dtypes.astype(str)[:1]) == ["float64"], where
+    elif isinstance(expected, np.ndarray):
+        assert isinstance(got, np.ndarray), where
+        if expected.dtype.names:
+            assert got.dtype.names == expected.dtype.names, where
+            for name in expected.dtype.names:
+                np.testing.assert_array_equal(got[name], expected[name], err_msg=where)
+        else:
+            np.testing.assert_array_equal(got, expected, err_msg=where)
+            if expected.dtype != object:
+                assert got.dtype == expected.dtype, where
+    else:
+        assert type(got) is type(expected) and got == expected, where
+
+
+def test_nested_uns_written_by_default_and_restored(tmp_path: Path, small_adata: ad.AnnData) -> None:
+    """scanpy's nested uns entries are written by default as JSON text (loompy reads them as strings)
+    and come back from to_anndata as the same dicts, arrays with their dtypes."""
+    uns = scanpy_uns(np.random.default_rng(3))
+    small_adata.uns.update(uns)
+    path = tmp_path / "x.loom"
+    loomfile.from_anndata(small_adata, path)
+    with loompy.connect(os.fspath(path), "r") as lp:
+        text = lp.attrs["neighbors"]
+        assert isinstance(text, str) and '"n_neighbors": 15' in text
+    with loomfile.connect(path, "r") as ds:
+        back = ds.to_anndata()
+    for key, value in uns.items():
+        assert_same_uns(back.uns[key], value, f"uns[{key!r}]")
+
+
+def test_json_text_written_by_others_stays_text(tmp_path: Path) -> None:
+    """SCENIC keeps its MetaData as JSON text; to_anndata gives it as that string, not a dict."""
+    path = tmp_path / "scenic.loom"
+    make_loom(path, "float32", spliced=False)
+    meta = '{"embeddings": [{"id": -1, "name": "UMAP"}], "clusterings": []}'
+    with loomfile.connect(path) as ds:
+        ds.attrs["MetaData"] = meta
+        assert ds.to_anndata().uns["MetaData"] == meta
+
+
+def test_loom_to_h5ad_to_loom_is_the_identity(tmp_path: Path) -> None:
+    """A velocyto file (X is "spliced", the main matrix goes to layers["matrix"]) comes back with the
+    same layers (names, dtypes, values): no duplicate "matrix" layer, the main matrix in its place."""
+    path, h5ad, back = tmp_path / "v.loom", tmp_path / "v.h5ad", tmp_path / "back.loom"
+    make_loom(path, "uint16", spliced=True)
+    with loomfile.connect(path, "r") as ds:
+        ds.to_anndata().write_h5ad(h5ad)
+    loomfile.from_anndata(ad.read_h5ad(h5ad), back)
+    with h5py_file(path) as a, h5py_file(back) as b:
+        assert sorted(a["layers"]) == sorted(b["layers"]) == ["spliced", "unspliced"]
+        for name in ("matrix", "layers/spliced", "layers/unspliced"):
+            assert a[name].dtype == b[name].dtype, name
+            np.testing.assert_array_equal(a[name][()], b[name][()], err_msg=name)
+        assert sorted(a["col_graphs"]) == sorted(b["col_graphs"])
+    # anndata's own reader gives the same round trip
+    loomfile.from_anndata(ad.io.read_loom(path), back)
+    with h5py_file(path) as a, h5py_file(back) as b:
+        assert sorted(a["layers"]) == sorted(b["layers"])
+        np.testing.assert_array_equal(a["matrix"][()], b["matrix"][()])
+
+
+def test_a_changed_x_is_kept_as_the_main_matrix(tmp_path: Path) -> None:
+    """When X is new data (normalised), nothing is dropped: X is the main matrix, "matrix" a layer."""
+    path, back = tmp_path / "v.loom", tmp_path / "back.loom"
+    make_loom(path, "float32", spliced=True)
+    with loomfile.connect(path, "r") as ds:
+        adata = ds.to_anndata()
+    adata.X = adata.X * 2
+    loomfile.from_anndata(adata, back)
+    with loomfile.connect(back, "r") as b:
+        assert sorted(b.layers.keys()) == ["", "matrix", "spliced", "unspliced"]
+        np.testing.assert_array_equal(b[:, :], dense(adata.X).T)
+
+
+def test_repeated_graph_edges_merged_with_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "g.loom"
+    make_loom(path, "float32", spliced=False)
+    with loomfile.connect(path) as ds:
+        ds.col_graphs["dup"] = sparse.coo_matrix(([1.0, 2.0, 5.0], ([0, 0, 3], [1, 1, 4])), shape=(N_CELLS, N_CELLS))
+        with pytest.warns(UserWarning, match=r"obsp\['dup'\]: 1 repeated edges"):
+            adata = ds.to_anndata()
+    assert adata.obsp["dup"][0, 1] == 3.0 and adata.obsp["dup"].nnz == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with loomfile.connect(path) as ds:
+            del ds.col_graphs["dup"]
+            ds.to_anndata()  # graphs without repeats: no warning
+
+
+def h5py_file(path: Path) -> Any:
+    import h5py
+
+    return h5py.File(path, "r")

@@ -27,7 +27,7 @@ COMMANDS = ["info", "validate", "combine", "from-10x", "to-h5ad", "from-h5ad", "
 
 def run(*args: str) -> tuple[int, str, str]:
     """Run the command line in-process; (exit status, stdout, stderr)."""
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False, prog_name="loomfile")
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -124,7 +124,7 @@ def test_combine_matches_loompy(tmp_path: Path, two_files: tuple[Path, Path], ke
         with loompy.connect(b) as ds:
             ds.permute(np.arange(ds.shape[0])[::-1], axis=0)
     ours, theirs = tmp_path / "ours.loom", tmp_path / "theirs.loom"
-    args = ["combine", str(ours), a, b] + (["--key", key] if key else [])
+    args = ["combine", a, b, "-o", str(ours)] + (["--key", key] if key else [])
     status, out, _ = run(*args)
     assert status == 0 and f"wrote {ours}" in out
     loompy.combine([a, b], str(theirs), key=key)
@@ -138,7 +138,7 @@ def test_combine_matches_loompy(tmp_path: Path, two_files: tuple[Path, Path], ke
 def test_export_matches_loompy(tmp_path: Path, two_files: tuple[Path, Path]) -> None:
     path = str(two_files[0])
     ours, theirs = tmp_path / "ours.tsv", tmp_path / "theirs.tsv"
-    status, _, _ = run("export", path, str(ours), "--layer", "spliced")
+    status, _, _ = run("export", path, "-o", str(ours), "--layer", "spliced")
     assert status == 0
     with loompy.connect(path, "r") as ds:
         ds.export(str(theirs), layer="spliced")
@@ -177,13 +177,13 @@ def test_h5ad_both_ways_agree_with_anndata(tmp_path: Path, two_files: tuple[Path
 
     path = str(two_files[0])
     h5ad = tmp_path / "a.h5ad"
-    status, _, _ = run("to-h5ad", path, str(h5ad))
+    status, _, _ = run("to-h5ad", path, "-o", str(h5ad))
     assert status == 0
     ours, theirs = anndata.read_h5ad(h5ad), anndata.io.read_loom(path)
     np.testing.assert_array_equal(ours.X.toarray(), theirs.X.toarray())
     assert list(ours.obs_names) == list(theirs.obs_names)
     assert sorted(ours.layers.keys()) == sorted(theirs.layers.keys())
-    status, _, _ = run("to-h5ad", "--dense", "--x-layer", "", path, str(h5ad))
+    status, _, _ = run("to-h5ad", "--dense", "--x-layer", "", path, "-o", str(h5ad), "--force")
     assert status == 0
     dense = anndata.read_h5ad(h5ad)
     assert isinstance(dense.X, np.ndarray)
@@ -194,9 +194,7 @@ def test_h5ad_both_ways_agree_with_anndata(tmp_path: Path, two_files: tuple[Path
     dense.uns["note"] = "converted"
     dense.uns["nested"] = {"a": 1}  # a Loom global attribute cannot hold this
     dense.write_h5ad(h5ad)
-    status, _, err = run("from-h5ad", str(h5ad), str(back))
-    assert status == 1 and "nested" in err and not back.exists()
-    status, _, _ = run("from-h5ad", str(h5ad), str(back), "--uns", "note")
+    status, _, _ = run("from-h5ad", str(h5ad), "-o", str(back), "--uns", "note")
     assert status == 0
     with loompy.connect(str(back), "r") as ds:
         np.testing.assert_array_equal(ds[:, :], dense.X.T)
@@ -208,9 +206,9 @@ def test_h5ad_both_ways_agree_with_anndata(tmp_path: Path, two_files: tuple[Path
     ("args", "message"),
     [
         (["info", "{tmp}/missing.loom"], "missing.loom"),
-        (["export", "{a}", "{tmp}/out.tsv", "--layer", "nope"], "nope"),
-        (["combine", "{tmp}/out.loom", "{a}", "{short}"], "rows"),
-        (["combine", "{tmp}/out.loom", "{a}", "{a}", "--key", "NoSuchKey"], "NoSuchKey"),
+        (["export", "{a}", "-o", "{tmp}/out.tsv", "--layer", "nope"], "nope"),
+        (["combine", "{a}", "{short}", "-o", "{tmp}/out.loom"], "rows"),
+        (["combine", "{a}", "{a}", "-o", "{tmp}/out.loom", "--key", "NoSuchKey"], "NoSuchKey"),
         (["info", "{text}"], "not an HDF5 file"),
     ],
 )
@@ -261,3 +259,104 @@ def test_console_script_is_installed(two_files: tuple[Path, Path]) -> None:
 def test_version(tmp_path: Path) -> None:
     status, out, _ = run("--version")
     assert status == 0 and loomfile.__version__ in out
+
+
+def _digest(path: Path) -> bytes:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).digest()
+
+
+def test_combine_in_loompys_old_argument_order_destroys_nothing(two_files: tuple[Path, Path]) -> None:
+    """`loomfile combine a.loom b.loom` once took a.loom as the output and replaced it. The output is
+    now named by -o only; without it, or naming an input, the command stops before reading."""
+    a, b = two_files
+    before = _digest(a), _digest(b)
+    for args in (["combine", str(a), str(b)], ["combine", str(b), "-o", str(a)],
+                 ["combine", str(a), str(b), "-o", str(a), "--force"]):
+        status, out, err = run(*args)
+        assert status == 2, args
+        assert err.startswith("Error: ") and err.count("\n") == 1 and "wrote" not in out
+        assert (_digest(a), _digest(b)) == before
+    assert "-o" in run("combine", str(a), str(b))[2]
+    assert "--force" in run("combine", str(b), "-o", str(a))[2]
+    assert "also an input" in run("combine", str(a), str(b), "-o", str(a), "--force")[2]
+
+
+@pytest.mark.parametrize("command", ["combine", "export", "to-h5ad", "from-10x", "from-h5ad"])
+def test_an_existing_output_needs_force(tmp_path: Path, two_files: tuple[Path, Path], command: str) -> None:
+    a, b = map(str, two_files)
+    h5ad = tmp_path / "a.h5ad"
+    assert run("to-h5ad", a, "-o", str(h5ad))[0] == 0
+    sample, _ = make_cellranger(tmp_path, 3)
+    out = tmp_path / "out.file"
+    out.write_text("precious")
+    args = {
+        "combine": ["combine", a, b],
+        "export": ["export", a],
+        "to-h5ad": ["to-h5ad", a],
+        "from-10x": ["from-10x", str(sample), "--no-progress"],
+        "from-h5ad": ["from-h5ad", str(h5ad)],
+    }[command] + ["-o", str(out)]
+    status, _, err = run(*args)
+    assert status == 2 and "--force" in err and out.read_text() == "precious"
+    status, out_text, err = run(*args, "--force")
+    assert status == 0, err
+    assert out.read_bytes() != b"precious" and f"wrote {out}" in out_text
+
+
+def test_default_outputs_are_beside_the_input(tmp_path: Path, two_files: tuple[Path, Path]) -> None:
+    a = two_files[0]
+    assert run("to-h5ad", str(a))[0] == 0 and (tmp_path / "a.h5ad").exists()
+    assert run("export", str(a))[0] == 0 and (tmp_path / "a.tsv").exists()
+    (tmp_path / "a.loom").rename(tmp_path / "orig.loom")
+    assert run("from-h5ad", str(tmp_path / "a.h5ad"))[0] == 0
+    with loompy.connect(str(tmp_path / "a.loom"), "r") as ds, loompy.connect(str(tmp_path / "orig.loom"), "r") as o:
+        np.testing.assert_array_equal(ds[:, :], o[:, :])
+    assert run("to-h5ad", str(a))[0] == 2  # a.h5ad is there now: --force to replace it
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["info", "{missing}"],
+        ["validate", "{missing}"],
+        ["combine", "{a}", "{missing}", "-o", "{tmp}/out.loom"],
+        ["export", "{missing}", "-o", "{tmp}/out.tsv"],
+        ["to-h5ad", "{missing}", "-o", "{tmp}/out.h5ad"],
+        ["from-h5ad", "{missing}", "-o", "{tmp}/out.loom"],
+        ["from-10x", "{missing}", "-o", "{tmp}/out.loom"],
+        ["from-h5ad", "{a}", "-o", "{tmp}/out.loom"],  # a .loom given as .h5ad
+        ["to-h5ad", "{text}", "-o", "{tmp}/out.h5ad"],
+    ],
+)
+def test_one_exit_status_per_kind_of_failure(tmp_path: Path, two_files: tuple[Path, Path], args: list[str]) -> None:
+    """A missing or unreadable input is a failure (1) in every command, on one line; a wrong command
+    line is a usage error (2)."""
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    names = {"tmp": str(tmp_path), "a": str(two_files[0]), "missing": str(tmp_path / "missing.loom"),
+             "text": str(text)}
+    status, out, err = run(*[x.format(**names) for x in args])
+    assert status == 1, err
+    if args[0] == "validate":  # its report is the output: one line per file, then the errors
+        assert out.startswith(f"{names['missing']}: INVALID") and not err
+    else:
+        assert err.startswith("Error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert not any(p.name.startswith("out") for p in tmp_path.iterdir())
+    status, _, err = run(args[0], "--no-such-option")
+    assert status == 2 and err.count("\n") == 1 and f"loomfile {args[0]} --help" in err
+
+
+def test_to_h5ad_names_from_chosen_attributes(tmp_path: Path, two_files: tuple[Path, Path]) -> None:
+    import anndata
+
+    path = str(two_files[0])
+    with loompy.connect(path) as ds:
+        ds.ca.Barcode = np.array([f"BC{j}" for j in range(ds.shape[1])])
+        ds.ra.Symbol = np.array([f"S{i}" for i in range(ds.shape[0])])
+    out = tmp_path / "named.h5ad"
+    status, _, err = run("to-h5ad", path, "-o", str(out), "--obs-names", "Barcode", "--var-names", "Symbol")
+    assert status == 0, err
+    adata = anndata.read_h5ad(out)
+    assert list(adata.obs_names[:2]) == ["BC0", "BC1"] and list(adata.var_names[:2]) == ["S0", "S1"]

@@ -1,7 +1,9 @@
 """The ``loomfile`` command: inspect, validate, combine, import and export Loom files.
 
 Every command prints ``--help``. Errors end the command with one line on standard error and exit
-status 1 (2 for usage errors), never a traceback unless ``--debug`` is given. Long operations show a
+status 1 (2 for usage errors), never a traceback unless ``--debug`` is given. Commands that write
+name their output with ``-o/--output``; none replaces a file it reads, nor an existing output
+without ``--force``. Long operations show a
 progress bar when standard error is a terminal (``--progress/--no-progress`` to choose).
 """
 
@@ -12,11 +14,14 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import click
 
 from . import __version__
+
+_Command = TypeVar("_Command", bound=Callable[..., Any])
 
 _progress_option = click.option(
     "--progress/--no-progress",
@@ -26,7 +31,10 @@ _progress_option = click.option(
 
 
 class _Commands(click.Group):
-    """Turns every error into one line and a non-zero exit code, unless --debug asks for the traceback."""
+    """One line on standard error for every error, and one exit status per kind: 2 when the command
+    line is wrong (a missing argument, an unknown option, an output that exists without --force or
+    that is also an input), 1 when the work fails (a missing or damaged file, bad data), 130 on
+    Ctrl-C. ``--debug`` shows the traceback instead."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -43,10 +51,69 @@ class _Commands(click.Group):
                 raise
             raise click.ClickException(_one_line(e)) from None
 
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            status = result if isinstance(result, int) else 0  # click returns an Exit's status
+        except click.UsageError as e:
+            where = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+            click.echo(f"Error: {' '.join(e.format_message().split())}{where}", err=True)
+            status = 2
+        except click.ClickException as e:
+            e.show()
+            status = e.exit_code
+        except click.Abort:
+            click.echo("Aborted.", err=True)
+            status = 1
+        if standalone_mode:
+            sys.exit(status)
+        return status
+
 
 def _one_line(error: Exception) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     return text if type(error).__module__.startswith("loomfile") else f"{type(error).__name__}: {text}"
+
+
+def _output_option(help_text: str, required: bool = False) -> Callable[[_Command], _Command]:
+    # (no default=None: click 8.3+ takes an explicit None as a default that satisfies required=True)
+    return click.option("-o", "--output", required=required, type=click.Path(dir_okay=False), help=help_text)
+
+
+_force_option = click.option("--force", is_flag=True, help="Replace the output file if it exists.")
+
+
+def _checked_output(output: str, inputs: list[str], force: bool) -> str:
+    """OUTPUT, checked before anything is read: never one of the inputs (loomfile never replaces a
+    file it was given to read), never an existing file unless --force, never a folder."""
+    target = os.path.abspath(os.path.expanduser(output))
+    for given in inputs:
+        path = os.path.abspath(os.path.expanduser(given))
+        same = os.path.realpath(path) == os.path.realpath(target) or (
+            os.path.exists(path) and os.path.exists(target) and os.path.samefile(path, target)
+        )
+        if same:
+            msg = f"the output '{output}' is also an input; loomfile never replaces an input: name another -o/--output"
+            raise click.UsageError(msg)
+    if os.path.isdir(target):
+        msg = f"the output '{output}' is a folder; -o/--output names a file"
+        raise click.UsageError(msg)
+    if os.path.exists(target) and not force:
+        msg = f"'{output}' exists; pass --force to replace it"
+        raise click.UsageError(msg)
+    return target
+
+
+def _beside(path: str, extension: str) -> str:
+    """``path`` with its extension replaced (the default output of a conversion)."""
+    return os.path.splitext(path)[0] + extension
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -99,91 +166,114 @@ def validate(files: tuple[str, ...], quiet: bool, deep: bool) -> None:
 
 
 @cli.command()
-@click.argument("output", type=click.Path(dir_okay=False))
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@_output_option("The new Loom file to write.", required=True)
 @click.option("--key", default=None, help="Row attribute to align rows on (e.g. Accession).")
 @click.option("--batch-size", default=1000, show_default=True, help="Columns copied at a time.")
+@_force_option
 @_progress_option
-def combine(output: str, inputs: tuple[str, ...], key: str | None, batch_size: int, progress: bool | None) -> None:
-    """Concatenate the columns of INPUTS into a new file OUTPUT (replaced if it exists)."""
+def combine(
+    inputs: tuple[str, ...], output: str, key: str | None, batch_size: int, force: bool, progress: bool | None
+) -> None:
+    """Concatenate the columns of the Loom files INPUTS into a new file (-o OUTPUT)."""
     from ._combine import combine as combine_files
 
-    combine_files(list(inputs), output, key=key, batch_size=batch_size, progress=progress)
+    target = _checked_output(output, list(inputs), force)
+    combine_files(list(inputs), target, key=key, batch_size=batch_size, progress=progress)
     click.echo(f"wrote {output}")
 
 
 @cli.command("from-10x")
-@click.argument("folder", type=click.Path(exists=True, file_okay=False))
-@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
-              help="The Loom file to write (default: <sample>.loom inside FOLDER, as loompy names it).")
-@click.option("--genome", default=None, help="Genome folder to import from a cellranger v2 folder.")
+@click.argument("source_path", metavar="SOURCE", type=click.Path())
+@_output_option("The Loom file to write (default: <sample>.loom inside SOURCE, or beside a .h5, as loompy names it).")
+@click.option("--genome", default=None, help="Genome to import from a cellranger v2 matrix.")
 @click.option("--source", type=click.Choice(["auto", "mtx", "h5"]), default="auto", show_default=True,
               help="The matrix to read: the matrix-market folder, the 10x HDF5 file, or whichever exists.")
+@_force_option
 @_progress_option
-def from_10x(folder: str, output: str | None, genome: str | None, source: str, progress: bool | None) -> None:
-    """Import a cellranger output FOLDER (v2, v3+ or the 10x HDF5 matrix) into a Loom file."""
-    from .io import create_from_cellranger
+def from_10x(
+    source_path: str, output: str | None, genome: str | None, source: str, force: bool, progress: bool | None
+) -> None:
+    """Import 10x cellranger output into a Loom file.
 
-    def build(outdir: str | None) -> str:
-        return create_from_cellranger(folder, outdir, genome, source=source, progress=progress)  # type: ignore[arg-type]
+    SOURCE is a run folder, its outs/ folder, a matrix folder (filtered_feature_bc_matrix/, or a v2
+    genome folder) or a 10x .h5 file (filtered_feature_bc_matrix.h5, or a download named
+    <sample>_filtered_feature_bc_matrix.h5). v2 and v3+ layouts, gzipped or not.
+    """
+    from .io import create_from_cellranger
+    from .io.cellranger import locate
 
     if output is None:
-        written = build(None)
-    else:
-        target = os.path.abspath(output)
-        # The importer names its file after the sample; build it aside, then move it to OUTPUT.
-        with tempfile.TemporaryDirectory(dir=os.path.dirname(target), prefix=".loomfile-") as aside:
-            shutil.move(build(aside), target)
-        written = output
-    click.echo(f"wrote {written}")
+        folder = os.path.dirname(os.path.abspath(source_path)) if os.path.isfile(source_path) else source_path
+        output = os.path.join(folder, f"{locate(source_path).sample}.loom")
+    target = _checked_output(output, [source_path], force)
+    # The importer names its file after the sample; build it aside, then move it to OUTPUT.
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(target), prefix=".loomfile-") as aside:
+        built = create_from_cellranger(source_path, aside, genome, source=source, progress=progress)  # type: ignore[arg-type]
+        shutil.move(built, target)
+    click.echo(f"wrote {output}")
 
 
 @cli.command("to-h5ad")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.argument("output", type=click.Path(dir_okay=False))
+@_output_option("The .h5ad file to write (default: FILE with the extension .h5ad).")
 @click.option("--dense", is_flag=True, help="Store X and the layers dense (default: sparse, csr).")
 @click.option("--x-layer", default=None,
               help='Layer to use as X (default, as anndata.read_loom: "spliced" if present, else the main matrix).')
-def to_h5ad(file: str, output: str, dense: bool, x_layer: str | None) -> None:
-    """Convert the Loom FILE to an AnnData OUTPUT.h5ad (cells x genes; mapping in docs/anndata.md)."""
+@click.option("--obs-names", default="CellID", show_default=True,
+              help="Column attribute holding the cell names (the index of obs).")
+@click.option("--var-names", default="Gene", show_default=True,
+              help="Row attribute holding the gene names (the index of var).")
+@_force_option
+def to_h5ad(
+    file: str, output: str | None, dense: bool, x_layer: str | None, obs_names: str, var_names: str, force: bool
+) -> None:
+    """Convert the Loom FILE to an AnnData .h5ad file (cells x genes; mapping in docs/anndata.md)."""
     from .connection import connect, written_aside
 
+    output = output or _beside(file, ".h5ad")
+    target = _checked_output(output, [file], force)
     with connect(file, "r") as ds:
-        adata = ds.to_anndata(sparse=not dense, X_name=x_layer)
-    with written_aside(output) as tmp:
+        adata = ds.to_anndata(sparse=not dense, X_name=x_layer, obs_names=obs_names, var_names=var_names)
+    with written_aside(target) as tmp:
         adata.write_h5ad(tmp)
     click.echo(f"wrote {output}")
 
 
 @cli.command("from-h5ad")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.argument("output", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path(dir_okay=False))
+@_output_option("The Loom file to write (default: FILE with the extension .loom).")
 @click.option("--uns", "uns", default="all", show_default=True,
               help="Which uns entries become global attributes: all, none, or comma-separated names.")
-def from_h5ad(file: str, output: str, uns: str) -> None:
-    """Convert the AnnData FILE (.h5ad) to a Loom OUTPUT file (genes x cells)."""
-    import anndata
-
+@_force_option
+def from_h5ad(file: str, output: str | None, uns: str, force: bool) -> None:
+    """Convert the AnnData FILE (.h5ad) to a Loom file (genes x cells)."""
     from .io import from_anndata
+    from .io.anndata import read_h5ad
 
+    output = output or _beside(file, ".loom")
+    target = _checked_output(output, [file], force)
     chosen: bool | list[str] = [name.strip() for name in uns.split(",") if name.strip()]
     if uns in ("all", "none"):
         chosen = uns == "all"
-    from_anndata(anndata.read_h5ad(file), output, uns=chosen)
+    from_anndata(read_h5ad(file), target, uns=chosen)
     click.echo(f"wrote {output}")
 
 
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.argument("output", type=click.Path(dir_okay=False))
+@_output_option("The text file to write (default: FILE with the extension .tsv).")
 @click.option("--layer", default="", help="Layer to write (default: the main matrix).")
+@_force_option
 @_progress_option
-def export(file: str, output: str, layer: str, progress: bool | None) -> None:
-    """Write a layer of FILE with its attributes as a tab-separated OUTPUT file (loompy's layout)."""
+def export(file: str, output: str | None, layer: str, force: bool, progress: bool | None) -> None:
+    """Write a layer of FILE with its attributes as a tab-separated file (loompy's layout)."""
     from .connection import connect
 
+    output = output or _beside(file, ".tsv")
+    target = _checked_output(output, [file], force)
     with connect(file, "r") as ds:
-        ds.export(output, layer=layer, progress=progress)
+        ds.export(target, layer=layer, progress=progress)
     click.echo(f"wrote {output}")
 
 
@@ -201,15 +291,8 @@ def demo(folder: str | None, cells: int, genes: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
-    try:
-        result = cli.main(args=argv, prog_name="loomfile", standalone_mode=False)
-    except click.ClickException as e:
-        e.show()
-        return e.exit_code
-    except click.Abort:
-        click.echo("Aborted.", err=True)
-        return 1
-    return result if isinstance(result, int) else 0  # click returns an Exit's status
+    status: int = cli.main(args=argv, prog_name="loomfile", standalone_mode=False)
+    return status
 
 
 if __name__ == "__main__":

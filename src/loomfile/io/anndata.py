@@ -14,6 +14,7 @@ with the chunk engine's sparse extraction, and a sparse ``X`` is written band by
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +22,10 @@ import numpy as np
 import scipy.sparse as sparse
 
 from .. import _format as fmt
-from .._errors import LoomError, LoomKeyError, LoomValueError
+from .._errors import LoomError, LoomFormatError, LoomKeyError, LoomNotFoundError, LoomValueError
 from ..graphs import to_coo
 from ..layers import check_layer_value
+from . import _uns
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -51,6 +53,26 @@ def _import_anndata(what: str) -> ModuleType:
         msg = f"{what} needs anndata: pip install 'loomfile[anndata]'"
         raise AnnDataImportError(msg) from e
     return anndata
+
+
+def read_h5ad(path: str | os.PathLike[str]) -> Any:
+    """``anndata.read_h5ad(path)``, with errors that say what is wrong with the file."""
+    anndata = _import_anndata("reading .h5ad files")
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        msg = f"No such file: '{path}'"
+        raise LoomNotFoundError(msg)
+    with warnings.catch_warnings(record=True) as seen:  # on a file that is no .h5ad, anndata
+        warnings.simplefilter("always")  # warns about every element before it fails
+        try:
+            adata = anndata.read_h5ad(path)
+        except (OSError, TypeError, KeyError, ValueError, AttributeError) as e:
+            detail = " ".join(str(e).split())[:200]
+            msg = f"'{path}' is not an AnnData .h5ad file anndata can read ({type(e).__name__}: {detail})"
+            raise LoomFormatError(msg) from e
+    for w in seen:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return adata
 
 
 def _pandas() -> ModuleType:
@@ -115,7 +137,7 @@ def to_anndata(
     n_rows, n_cols = source.shape
     var, varm = _axis_frames(source.ra, var_names, varm_mapping or {}, n_rows)
     obs, obsm = _axis_frames(source.ca, obs_names, obsm_mapping or {}, n_cols)
-    uns = {name: source.attrs[name] for name in source.attrs.keys() if name != fmt.SPEC_VERSION_NAME}
+    uns = {name: _uns.decode(source.attrs[name]) for name in source.attrs.keys() if name != fmt.SPEC_VERSION_NAME}
     if cleanup:
         uns.update(_constant_columns(obs, "loom-obs"))
         uns.update(_constant_columns(var, "loom-var"))
@@ -126,10 +148,27 @@ def to_anndata(
         layers={key: _read_layer(source, name, sparse, None) for key, name in layer_keys},
         obsm=obsm or None,
         varm=varm or None,
-        obsp={name: source.col_graphs[name].tocsr() for name in source.col_graphs.keys()} or None,
-        varp={name: source.row_graphs[name].tocsr() for name in source.row_graphs.keys()} or None,
+        obsp={name: _graph_csr(source.col_graphs[name], f"obsp[{name!r}]") for name in source.col_graphs.keys()}
+        or None,
+        varp={name: _graph_csr(source.row_graphs[name], f"varp[{name!r}]") for name in source.row_graphs.keys()}
+        or None,
         uns=uns,
     )
+
+
+def _graph_csr(graph: sparse.coo_matrix, what: str) -> sparse.csr_matrix:
+    """A Loom graph (edges, repeats allowed) as the CSR matrix AnnData keeps, where an edge given
+    twice becomes one with the weights summed: said in a warning, as it changes the graph."""
+    csr = graph.tocsr()
+    csr.sum_duplicates()
+    if csr.nnz < graph.nnz:
+        warnings.warn(
+            f"{what}: {graph.nnz - csr.nnz} repeated edges of the Loom graph merged into one each "
+            "(weights summed), as a CSR matrix holds each edge once",
+            UserWarning,
+            stacklevel=4,
+        )
+    return csr
 
 
 def _x_layer(source: Sliceable, X_name: str | None) -> str:
@@ -248,8 +287,9 @@ def from_anndata(
         read_loom and :func:`to_anndata` read them from); None leaves them out.
     uns
         Which ``uns`` entries to write as global attributes: all (True), none (False) or those
-        named. Loom holds numbers, strings and arrays of them: other entries (nested dicts,
-        DataFrames) are refused, so leave them out by naming the others.
+        named. Numbers, strings and arrays of them are stored as they are; nested entries (dicts,
+        DataFrames: scanpy's ``neighbors``, ``pca``, ``rank_genes_groups``) as one JSON text each,
+        which :func:`to_anndata` turns back into the same dict (docs/anndata.md).
 
     Examples
     --------
@@ -267,7 +307,9 @@ def from_anndata(
     row_attrs = _attrs_for_file(adata.var, adata.varm, var_names, "var", var_constants)
     col_attrs = _attrs_for_file(adata.obs, adata.obsm, obs_names, "obs", obs_constants)
     file_attrs = {
-        key: fmt.normalize_values(value, f"uns[{key!r}]", allow_scalar=True)
+        key: _uns.encode(value, f"uns[{key!r}]")
+        if _uns.needs_json(value)
+        else fmt.normalize_values(value, f"uns[{key!r}]", allow_scalar=True)
         for key, value in uns_items.items()
     }
     row_graphs = {name: to_coo(g, adata.n_vars, f"varp[{name!r}]") for name, g in adata.varp.items()}
@@ -289,16 +331,34 @@ def _layers_for_file(adata: Any) -> dict[str, Any]:
     if "" in adata.layers:
         msg = "The AnnData has a layer named ''; that is the Loom name of the main matrix (X)"
         raise LoomValueError(msg)
-    layers = {"": _as_matrix(adata.X)}
-    layers.update((name, _as_matrix(value)) for name, value in adata.layers.items())
+    main, others = adata.X, dict(adata.layers.items())
+    if "matrix" in others and any(_same_values(main, v) for k, v in others.items() if k != "matrix"):
+        # read_loom (and to_anndata) put the Loom main matrix in layers["matrix"] when X is another
+        # layer ("spliced"), itself among the layers too: that file's main matrix comes back as
+        # the main matrix, and X, a copy of a layer, is not stored twice
+        main = others.pop("matrix")
+    layers = {"": _as_matrix(main)}
+    layers.update((name, _as_matrix(value)) for name, value in others.items())
     for name, value in layers.items():
         fmt.check_name("Layer", name, allow_empty=True)
         check_layer_value(value, name, (adata.n_vars, adata.n_obs))
     return layers
 
 
+def _same_values(a: Any, b: Any) -> bool:
+    """Whether two AnnData matrices hold the same numbers (their dtypes may differ: X is float32
+    where the layer it was read from is stored as integers)."""
+    if a.shape != b.shape:
+        return False
+    if sparse.issparse(a) and sparse.issparse(b):
+        return bool((a != b).nnz == 0)
+    a = a.toarray() if sparse.issparse(a) else np.asarray(a)
+    b = b.toarray() if sparse.issparse(b) else np.asarray(b)
+    return bool(np.array_equal(a, b))
+
+
 def _uns_items(entries: Mapping[str, Any], chosen: bool | Iterable[str]) -> dict[str, Any]:
-    """The uns entries to write; nested dicts refused except read_loom's cleanup ones."""
+    """The uns entries to write (nested ones are written as JSON text, see loomfile.io._uns)."""
     if chosen is True:
         keys = list(entries)
     elif chosen is False:
@@ -309,17 +369,6 @@ def _uns_items(entries: Mapping[str, Any], chosen: bool | Iterable[str]) -> dict
     if fmt.SPEC_VERSION_NAME in items:
         msg = f"uns[{fmt.SPEC_VERSION_NAME!r}] would replace the file's spec version, which loomfile writes itself"
         raise LoomValueError(msg)
-    for key, value in items.items():
-        if isinstance(value, Mapping) and key not in CLEANUP_KEYS:
-            msg = (
-                f"uns[{key!r}] is a {type(value).__name__}, which a Loom global attribute cannot hold "
-                "(numbers, strings and arrays of them only); pass uns=[...] naming the entries to write, "
-                "or uns=False"
-            )
-            raise LoomValueError(msg)
-        if isinstance(value, _pandas().DataFrame):
-            msg = f"uns[{key!r}] is a DataFrame, which a Loom global attribute cannot hold; pass uns=[...] without it"
-            raise LoomValueError(msg)
     return items
 
 
