@@ -360,3 +360,14 @@ def test_to_h5ad_names_from_chosen_attributes(tmp_path: Path, two_files: tuple[P
     assert status == 0, err
     adata = anndata.read_h5ad(out)
     assert list(adata.obs_names[:2]) == ["BC0", "BC1"] and list(adata.var_names[:2]) == ["S0", "S1"]
+
+
+def test_combine_fill_missing(tmp_path: Path, two_files: tuple[Path, Path]) -> None:
+    a, b = two_files
+    with loompy.connect(str(b)) as ds:
+        ds.ca.Batch = np.full(ds.shape[1], 2)
+    out = tmp_path / "out.loom"
+    status, _, _ = run("combine", str(a), str(b), "-o", str(out), "--fill-missing")
+    assert status == 0
+    with loompy.connect(str(out), "r") as ds:
+        np.testing.assert_array_equal(ds.ca.Batch, np.r_[np.zeros(70), np.full(50, 2)])

@@ -159,3 +159,25 @@ def test_loompy_misaligns_where_loomfile_refuses(inputs: list[str], tmp_path: Pa
     with loompy.connect(out, "r") as ds:
         row = np.flatnonzero(ds.ra.Accession == "ENSG00002")[0]
         assert not np.array_equal(ds[row, WIDTHS[0] :], truth)
+
+
+def test_combine_warns_at_the_callers_line_and_fill_values_keeps_attributes(inputs: list[str], tmp_path: Path) -> None:
+    """The third input lacks "Batch": combine drops it with a warning that points at this file
+    (not into loomfile), and fill_values keeps it, as add_loom's fill_values does."""
+    out = os.fspath(tmp_path / "out.loom")
+    with pytest.warns(UserWarning, match=r"\['Batch'\].*fill_values") as caught:
+        loomfile.combine([inputs[0], inputs[2]], out, key="Accession")
+    assert [w.filename for w in caught if "Batch" in str(w.message)] == [__file__]
+    with loomfile.connect(out, "r") as ds:
+        assert "Batch" not in ds.ca
+    os.remove(out)
+    loomfile.combine([inputs[0], inputs[2]], out, key="Accession", fill_values="auto")
+    with loomfile.connect(out, "r") as ds:
+        np.testing.assert_array_equal(ds.ca.Batch, np.r_[np.ones(WIDTHS[0]), np.zeros(WIDTHS[2])])
+    os.remove(out)
+    loomfile.combine([inputs[0], inputs[2]], out, key="Accession", fill_values={"Batch": 9})
+    with loomfile.connect(out, "r") as ds:
+        np.testing.assert_array_equal(ds.ca.Batch, np.r_[np.ones(WIDTHS[0]), np.full(WIDTHS[2], 9)])
+    with loomfile.connect(out) as ds, pytest.warns(UserWarning) as caught:
+        ds.add_loom(inputs[2], key="Accession")  # the same warning from add_loom, at this line too
+    assert {w.filename for w in caught} == {__file__}

@@ -7,13 +7,13 @@ such form, group by group). Empty groups cannot occur (groups come from the labe
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._errors import LoomValueError
+from ._warn import warn
 
 if TYPE_CHECKING:
     from .connection import LoomConnection
@@ -99,7 +99,7 @@ def column_attributes(
                 ca[key] = groups.first(values)
     for key, func in (aggr_ca_by or {}).items():
         if key not in ds.ca.keys():
-            warnings.warn(f"aggr_ca_by names {key!r}, which is not a column attribute", UserWarning, stacklevel=4)
+            warn(f"aggr_ca_by names {key!r}, which is not a column attribute")
             continue
         values = ds.ca[key]
         if func == "tally":

@@ -25,20 +25,23 @@ def combine(
     batch_size: int = 1000,
     convert_attrs: bool = False,
     *,
+    fill_values: Any = None,
     progress: bool | None = None,
 ) -> None:
     """Concatenate Loom files along the columns into a new file (loompy's ``combine``).
 
     With ``key``, rows of every file are aligned to the first file's order of that row attribute.
-    The output appears at ``output_file`` only once complete. ``progress``: show a bar (default:
-    when standard error is a terminal).
+    A column attribute that some files lack is dropped, with a warning, unless ``fill_values``
+    gives its value there (``{"name": value}``, or ``"auto"``: zeros and empty strings), as
+    ``add_loom``. The output appears at ``output_file`` only once complete. ``progress``: show a
+    bar (default: when standard error is a terminal).
     """
     if len(files) == 0:
         msg = "The input file list was empty"
         raise LoomValueError(msg)
     total = _total_columns(files) if _progress.wanted(progress) else 0  # (opens every file once more)
     with _progress.bar(total, "combine", progress, "columns") as tick:
-        _combine(files, output_file, key, file_attrs, batch_size, convert_attrs, tick)
+        _combine(files, output_file, key, file_attrs, batch_size, convert_attrs, fill_values, tick)
 
 
 def _total_columns(files: list[str]) -> int:
@@ -58,6 +61,7 @@ def _combine(
     file_attrs: Mapping[str, Any] | None,
     batch_size: int,
     convert_attrs: bool,
+    fill_values: Any,
     tick: Tick,
 ) -> None:
     from .connection import connect, new
@@ -80,7 +84,14 @@ def _combine(
         for path in files[1:]:
             with out._store.transaction():
                 _ops.add_loom(
-                    out, path, key, batch_size=batch_size, convert_attrs=convert_attrs, tick=tick, buffers=buffers
+                    out,
+                    path,
+                    key,
+                    fill_values,
+                    batch_size=batch_size,
+                    convert_attrs=convert_attrs,
+                    tick=tick,
+                    buffers=buffers,
                 )
     except BaseException:
         out._abandon()

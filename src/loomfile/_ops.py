@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import threading
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ from ._errors import LoomValueError, SelectionError
 from ._hdf5chunks import StoredColumns
 from ._progress import Tick
 from ._selection import AxisSelection
+from ._warn import warn
 
 # add_loom reads at most this much of every layer at once (batch_size columns, or fewer): bands
 # land in buffers that are recycled, but touching them the first time costs a page fault per page,
@@ -241,11 +241,9 @@ def _replace_col_attrs(ds: LoomConnection, final: dict[str, np.ndarray], dropped
     """Write the merged column attributes, deleting (with a warning) those dropped: only once the
     layers are written, so that a call which fails does not warn of a drop that never happened."""
     if dropped:
-        warnings.warn(
-            f"add_columns dropped column attributes not present on both sides: {dropped} "
-            "(pass fill_values to keep them)",
-            UserWarning,
-            stacklevel=4,
+        warn(
+            f"column attributes not present in both files were dropped: {dropped} "
+            "(pass fill_values to keep them, e.g. fill_values='auto' for zeros and empty strings)"
         )
     for k in dropped:
         if k in ds.ca.keys():

@@ -170,16 +170,26 @@ def validate(files: tuple[str, ...], quiet: bool, deep: bool) -> None:
 @_output_option("The new Loom file to write.", required=True)
 @click.option("--key", default=None, help="Row attribute to align rows on (e.g. Accession).")
 @click.option("--batch-size", default=1000, show_default=True, help="Columns copied at a time.")
+@click.option("--fill-missing", is_flag=True,
+              help="Keep column attributes some files lack, with zeros or empty strings there "
+              "(default: drop them, with a warning).")
 @_force_option
 @_progress_option
 def combine(
-    inputs: tuple[str, ...], output: str, key: str | None, batch_size: int, force: bool, progress: bool | None
+    inputs: tuple[str, ...],
+    output: str,
+    key: str | None,
+    batch_size: int,
+    fill_missing: bool,
+    force: bool,
+    progress: bool | None,
 ) -> None:
     """Concatenate the columns of the Loom files INPUTS into a new file (-o OUTPUT)."""
     from ._combine import combine as combine_files
 
     target = _checked_output(output, list(inputs), force)
-    combine_files(list(inputs), target, key=key, batch_size=batch_size, progress=progress)
+    fill = "auto" if fill_missing else None
+    combine_files(list(inputs), target, key=key, batch_size=batch_size, fill_values=fill, progress=progress)
     click.echo(f"wrote {output}")
 
 

@@ -23,6 +23,7 @@ import scipy.sparse as sparse
 
 from .. import _format as fmt
 from .._errors import LoomError, LoomFormatError, LoomKeyError, LoomNotFoundError, LoomValueError
+from .._warn import warn
 from ..graphs import to_coo
 from ..layers import check_layer_value
 from . import _uns
@@ -162,11 +163,9 @@ def _graph_csr(graph: sparse.coo_matrix, what: str) -> sparse.csr_matrix:
     csr = graph.tocsr()
     csr.sum_duplicates()
     if csr.nnz < graph.nnz:
-        warnings.warn(
+        warn(
             f"{what}: {graph.nnz - csr.nnz} repeated edges of the Loom graph merged into one each "
-            "(weights summed), as a CSR matrix holds each edge once",
-            UserWarning,
-            stacklevel=4,
+            "(weights summed), as a CSR matrix holds each edge once"
         )
     return csr
 
