@@ -660,3 +660,18 @@ def h5py_file(path: Path) -> Any:
     import h5py
 
     return h5py.File(path, "r")
+
+
+def test_help_shows_to_anndatas_parameters(tmp_path: Path) -> None:
+    """help(ds.to_anndata) lists the options (it showed only **options), the same as the function."""
+    import inspect
+
+    from loomfile.io.anndata import to_anndata
+
+    path = tmp_path / "h.loom"
+    make_loom(path, "float32", spliced=False)
+    expected = [p for p in inspect.signature(to_anndata).parameters.values() if p.name != "source"]
+    with loomfile.connect(path, "r") as ds:
+        for method in (ds.to_anndata, ds.view[:, :5].to_anndata):
+            assert list(inspect.signature(method).parameters.values()) == expected
+            assert "obs_names" in (method.__doc__ or "")

@@ -432,6 +432,35 @@ def test_missing_names_raise_key_and_attribute_error(loom_path: str, lookup: Cal
     assert digest(loom_path) == before
 
 
+def test_a_missing_name_lists_those_present_and_the_closest(loom_path: str) -> None:
+    with loomfile.connect(loom_path) as ds:
+        ds.layers["spliced"] = "float32"
+        with pytest.raises(KeyError, match=r"No layer named 'splcied'; did you mean 'spliced'\? \(present: '', 'spliced'\)"):
+            ds["splcied"]
+        with pytest.raises(KeyError, match=r"did you mean 'Accession'\?.*'Accession', 'Gene', 'Selected'"):
+            _ = ds.ra.accesion
+        with pytest.raises(KeyError, match=r"did you mean 'CellID'"):
+            ds.ca["cellid"]
+        with pytest.raises(KeyError, match=r"No column graph named 'KNN' \(none present\)"):
+            _ = ds.col_graphs.KNN
+        for i in range(30):
+            ds.attrs[f"note{i:02d}"] = i
+        with pytest.raises(KeyError, match=r"and 12 more\)"):
+            ds.attrs["zzz"]
+
+
+def test_nested_lists_as_matrices(tmp_path: Path) -> None:
+    """create and a layer assignment accept nested lists, as numpy does (a raw AttributeError before)."""
+    path = os.fspath(tmp_path / "lists.loom")
+    loomfile.create(path, [[1, 2], [3, 4]], {"Gene": ["a", "b"]}, {"CellID": ["x", "y"]})
+    with loomfile.connect(path) as ds:
+        ds.layers["more"] = [[0.5, 1.5], [2.5, 3.5]]
+        np.testing.assert_array_equal(ds[:, :], [[1, 2], [3, 4]])
+        np.testing.assert_array_equal(ds.layers["more"][:, :], [[0.5, 1.5], [2.5, 3.5]])
+        with pytest.raises(loomfile.LoomValueError, match="ragged"):
+            ds.layers["bad"] = [[1, 2], [3]]
+
+
 def test_hasattr_and_in_on_managers(loom_path: str) -> None:
     with loomfile.connect(loom_path, "r") as ds:
         assert hasattr(ds.ca, "CellID")

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 
 def test_demo_runs_and_writes_readable_files(tmp_path: Path) -> None:
     import loomfile
@@ -33,3 +35,14 @@ def test_demo_runs_and_writes_readable_files(tmp_path: Path) -> None:
     with loomfile.connect(tmp_path / "combined.loom", "r") as ds:
         assert ds.shape == (300, 500)
         assert set(ds.layers.keys()) == {"", "spliced", "unspliced"}
+
+
+def test_generated_cell_ids_are_unique_at_scale() -> None:
+    """20000 random 14-base barcodes collide by the birthday bound; the demo's are drawn distinct,
+    and the two generated samples do not share names."""
+    from loomfile._demo import generate
+
+    first, second = generate(5, 20000, seed=0), generate(5, 5000, seed=1)
+    ids = np.concatenate([first["col_attrs"]["CellID"], second["col_attrs"]["CellID"]])
+    assert len(set(ids.tolist())) == 25000
+    assert all(len(i.split(":")[1]) == len("ACGTACGTACGTAC-1") for i in ids[:10])

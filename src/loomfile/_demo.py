@@ -15,6 +15,14 @@ import scipy.sparse as sparse
 from .connection import connect, create, new
 
 
+def _barcodes(rng: np.random.Generator, n: int, sample: str) -> np.ndarray:
+    """``n`` distinct 14-base barcodes, prefixed with the sample as cellranger's importer names cells
+    (drawn without replacement: random ones collide by the birthday bound beyond ~10000 cells)."""
+    codes = rng.choice(4**14, size=n, replace=False)
+    bases = np.array(list("ACGT"))[(codes[:, None] >> (2 * np.arange(13, -1, -1))) & 3]
+    return np.array([f"{sample}:{''.join(b)}-1" for b in bases], dtype=object)
+
+
 def generate(n_genes: int, n_cells: int, seed: int = 0) -> dict[str, Any]:
     """Negative-binomial-like counts (~90% zeros), gene/cell annotations, a PCA and a KNN graph."""
     rng = np.random.default_rng(seed)
@@ -45,9 +53,7 @@ def generate(n_genes: int, n_cells: int, seed: int = 0) -> dict[str, Any]:
             "Chromosome": rng.choice(np.array(["chr1", "chr2", "chrX", "chrM"], dtype=object), n_genes),
         },
         "col_attrs": {
-            "CellID": np.array(
-                [f"sample1:{''.join(rng.choice(list('ACGT'), 14))}-1" for _ in range(n_cells)]
-            ),
+            "CellID": _barcodes(rng, n_cells, f"sample{seed + 1}"),
             "ClusterID": clusters,
             "TotalUMI": counts.sum(axis=0),
             "PCA": embedding,

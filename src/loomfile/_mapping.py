@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator, MutableMapping
 from typing import Any, TypeVar
 
 from ._errors import LoomKeyError
 
 V = TypeVar("V")
+MAX_NAMES_SHOWN = 20  # names listed in the error for a missing one
 
 
 class NamedMapping(MutableMapping[str, V]):
@@ -35,7 +37,19 @@ class NamedMapping(MutableMapping[str, V]):
         raise NotImplementedError
 
     def _missing(self, name: object) -> LoomKeyError:
-        return LoomKeyError(f"No {self._kind} named {name!r}")
+        """The error for a name that is not there, naming those that are (and the closest one)."""
+        names = self._names()
+        text = f"No {self._kind} named {name!r}"
+        if isinstance(name, str):
+            close = difflib.get_close_matches(name, names, n=1) or [
+                n for n in names if n.lower() == name.lower()
+            ]
+            if close:
+                text += f"; did you mean {close[0]!r}?"
+        shown = ", ".join(repr(n) for n in names[:MAX_NAMES_SHOWN])
+        more = f" and {len(names) - MAX_NAMES_SHOWN} more" if len(names) > MAX_NAMES_SHOWN else ""
+        text += f" (present: {shown}{more})" if names else " (none present)"
+        return LoomKeyError(text)
 
     def __getitem__(self, name: str) -> V:
         if not isinstance(name, str) or name not in self._names():

@@ -185,12 +185,46 @@ class LoomConnection(LoompyAliases):
         """The main matrix (or ``layer``) as a lazy ``dask.array`` (see :meth:`LoomLayer.to_dask`)."""
         return self.layers[layer].to_dask(axis=axis, block=block)
 
-    def to_anndata(self, **options: Any) -> Any:
-        """The file as an ``anndata.AnnData`` (cells x genes), mapped as ``anndata.io.read_loom``
-        does; options and mapping: :func:`loomfile.io.anndata.to_anndata`, docs/anndata.md."""
+    def to_anndata(
+        self,
+        *,
+        layers: Iterable[str] | None = None,
+        sparse: bool = True,
+        X_name: str | None = None,
+        obs_names: str | None = "CellID",
+        var_names: str | None = "Gene",
+        dtype: Any = "float32",
+        obsm_mapping: Mapping[str, Iterable[str]] | None = None,
+        varm_mapping: Mapping[str, Iterable[str]] | None = None,
+        cleanup: bool = False,
+    ) -> Any:
+        """The file as an ``anndata.AnnData`` (cells x genes), mapped as ``anndata.io.read_loom`` does.
+
+        ``X`` is "spliced" when present (else the main matrix; ``X_name`` picks another layer),
+        sparse CSR unless ``sparse=False``, cast to ``dtype``; ``obs_names``/``var_names`` name the
+        attributes holding cell and gene names; ``layers`` picks the layers; ``obsm_mapping`` /
+        ``varm_mapping`` stack 1-D attributes into ``obsm``/``varm``; ``cleanup`` moves constant
+        columns into ``uns``. Every parameter: :func:`loomfile.io.anndata.to_anndata`; the mapping:
+        docs/anndata.md.
+
+        Examples
+        --------
+        >>> adata = ds.to_anndata(X_name="", obs_names="Barcode")
+        """
         from .io.anndata import to_anndata
 
-        return to_anndata(self, **options)
+        return to_anndata(
+            self,
+            layers=layers,
+            sparse=sparse,
+            X_name=X_name,
+            obs_names=obs_names,
+            var_names=var_names,
+            dtype=dtype,
+            obsm_mapping=obsm_mapping,
+            varm_mapping=varm_mapping,
+            cleanup=cleanup,
+        )
 
     # --- timestamps ---------------------------------------------------------------------------------
 

@@ -495,6 +495,8 @@ def write_new_layer(store: LoomStore, name: str, value: Any) -> None:
     if isinstance(value, str):
         store.create_layer(name, shape, dtype)
         return
+    if not (isinstance(value, np.ndarray | LoomLayer | MemoryLoomLayer | StoredColumns) or sparse.issparse(value)):
+        value = fmt.dense_array(value, "The main matrix" if name == "" else f"Layer {name!r}")  # nested lists
 
     def fill(dset: h5py.Dataset) -> None:
         layout = value._store.chunk_layout(value.name) if isinstance(value, LoomLayer) else None
