@@ -263,7 +263,8 @@ def index_problems(dset: h5py.Dataset) -> list[str]:
     dset.id.chunk_iter(found.append)
     chunks = np.array(dset.chunks, dtype=np.int64)
     grid = -(-np.array(dset.shape, dtype=np.int64) // chunks)
-    end = file_size(dset.file.id.get_vfd_handle()) if dset.file.driver == "sec2" else None
+    fd = dset.file.id.get_vfd_handle() if dset.file.driver == "sec2" else None
+    end = file_size(fd) if fd is not None else None
     problems, seen = [], set()
     for info in found:
         where = tuple(int(x) for x in info.chunk_offset)
@@ -276,12 +277,26 @@ def index_problems(dset: h5py.Dataset) -> list[str]:
             problems.append(f"the chunk index of {dset.name} lists chunk {cell} twice")
         elif end is not None and info.byte_offset + info.size > end:
             problems.append(f"chunk {cell} of {dset.name} lies beyond the end of the file: it is truncated")
-        elif dset.id.get_chunk_info_by_coord(where).byte_offset != info.byte_offset:
+        elif not _found_by_lookup(dset, where, info, fd):
             problems.append(
                 f"the chunk index of {dset.name} is out of order: HDF5 does not find chunk {cell}"
             )
         seen.add(cell)
     return _first(problems)
+
+
+def _found_by_lookup(dset: h5py.Dataset, where: tuple[int, ...], info: Any, fd: int | None) -> bool:
+    """Whether HDF5's own lookup of the chunk at ``where`` (the B-tree descent every read makes)
+    reaches the chunk the index lists there: the same stored bytes. (``get_chunk_info_by_coord``
+    would say it directly, but HDF5 2.0 answers it by iterating the whole index: quadratic over a
+    layer, 8 minutes for 160 MB.)"""
+    try:
+        _, data = dset.id.read_direct_chunk(where)
+    except _HDF5_ERRORS:
+        return False
+    if len(data) != info.size:
+        return False
+    return fd is None or os.pread(fd, info.size, info.byte_offset) == bytes(data)
 
 
 def data_problems(dset: h5py.Dataset) -> list[str]:
