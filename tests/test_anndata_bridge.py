@@ -675,3 +675,10 @@ def test_help_shows_to_anndatas_parameters(tmp_path: Path) -> None:
         for method in (ds.to_anndata, ds.view[:, :5].to_anndata):
             assert list(inspect.signature(method).parameters.values()) == expected
             assert "obs_names" in (method.__doc__ or "")
+
+
+def test_raw_is_not_dropped_silently(tmp_path: Path, small_adata: ad.AnnData) -> None:
+    small_adata.raw = small_adata
+    with pytest.warns(UserWarning, match=r"adata.raw \(\d+ genes\) is not written") as caught:
+        loomfile.from_anndata(small_adata[:, :5], tmp_path / "x.loom")
+    assert [w.filename for w in caught if "raw" in str(w.message)] == [__file__]

@@ -78,7 +78,10 @@ def _plain(value: Any, what: str) -> Any:
         return value
     if isinstance(value, list | tuple):
         return {type(value).__name__: [_plain(v, f"{what}[{i}]") for i, v in enumerate(value)]}
-    msg = f"{what} is a {type(value).__name__}, which loomfile cannot store in a Loom file"
+    msg = (
+        f"{what} is a {type(value).__name__}, which loomfile cannot store in a Loom file; leave the "
+        "entry out by naming the others (from_anndata(uns=[...]), or --uns on the command line)"
+    )
     raise LoomValueError(msg)
 
 

@@ -300,6 +300,11 @@ def from_anndata(
         raise LoomValueError(msg)
     layers = _layers_for_file(adata)
     uns_items = _uns_items(adata.uns, uns)
+    if adata.raw is not None:
+        warn(
+            f"adata.raw ({adata.raw.n_vars} genes) is not written: a Loom file has one set of genes. "
+            "To keep it, write adata.raw.to_adata() to a Loom file of its own"
+        )
     var_constants, obs_constants = (
         uns_items.pop(key) if isinstance(uns_items.get(key), Mapping) else {} for key in CLEANUP_KEYS
     )
