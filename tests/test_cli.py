@@ -22,7 +22,7 @@ from loomfile.cli import cli, main
 from looms import counts_file
 from test_cellranger import make_cellranger
 
-COMMANDS = ["info", "validate", "combine", "from-10x", "to-h5ad", "from-h5ad", "export", "demo"]
+COMMANDS = ["info", "validate", "combine", "subset", "from-10x", "to-h5ad", "from-h5ad", "export", "demo"]
 
 
 def run(*args: str) -> tuple[int, str, str]:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
+import numpy as np
 
 from . import __version__
 
@@ -285,6 +286,57 @@ def export(file: str, output: str | None, layer: str, force: bool, progress: boo
     with connect(file, "r") as ds:
         ds.export(target, layer=layer, progress=progress)
     click.echo(f"wrote {output}")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@_output_option("The new Loom file to write.", required=True)
+@click.option("--cells", "cells_file", type=click.Path(dir_okay=False),
+              help="Keep the cells named in this text file (one per line; matched on --cell-attr).")
+@click.option("--genes", "genes_file", type=click.Path(dir_okay=False),
+              help="Keep the genes named in this text file (one per line; names or accessions).")
+@click.option("--where", "conditions", multiple=True, metavar="ATTR=V1,V2",
+              help="Keep the cells whose column attribute ATTR is one of the values (repeat to combine).")
+@click.option("--cell-attr", default="CellID", show_default=True, help="Column attribute holding cell names.")
+@click.option("--gene-attr", default=None,
+              help="Row attribute holding gene names (default: Gene and Accession both match).")
+@_force_option
+@_progress_option
+def subset(
+    file: str,
+    output: str,
+    cells_file: str | None,
+    genes_file: str | None,
+    conditions: tuple[str, ...],
+    cell_attr: str,
+    gene_attr: str | None,
+    force: bool,
+    progress: bool | None,
+) -> None:
+    """Write the selected cells and genes of FILE (every layer, attribute and graph) to a new file.
+
+    Streams band by band; cells and genes keep the file's order.
+    """
+    from ._names import names_mask, where_mask
+    from .connection import connect
+
+    target = _checked_output(output, [file], force)
+    with connect(file, "r") as ds:
+        cols = np.ones(ds.shape[1], dtype=bool)
+        rows = np.ones(ds.shape[0], dtype=bool)
+        if cells_file is not None:
+            cols &= names_mask(ds.ca, [cell_attr], _lines(cells_file), "cells")
+        for condition in conditions:
+            cols &= where_mask(ds.ca, condition)
+        if genes_file is not None:
+            rows &= names_mask(ds.ra, [gene_attr] if gene_attr else ["Gene", "Accession"], _lines(genes_file), "genes")
+        ds.subset(target, rows=rows, cols=cols, progress=progress)
+    click.echo(f"wrote {output}")
+
+
+def _lines(path: str) -> list[str]:
+    with open(path, encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]
 
 
 @cli.command()

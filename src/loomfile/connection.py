@@ -356,6 +356,23 @@ class LoomConnection(LoompyAliases):
             self, out_file, select, group_by, aggr_by, aggr_ca_by, layer, aggr_ca_if_equal
         )
 
+    def subset(
+        self, out: str | os.PathLike[str], rows: Any = slice(None), cols: Any = slice(None), *, progress: bool | None = None
+    ) -> None:
+        """Write the selected rows x columns (every layer, attribute and graph) to a new Loom file.
+
+        Streams band by band (memory stays at a few bands), copies stored chunks as they are where
+        whole chunk columns are kept, and cuts graphs to the selected vertices. ``rows``/``cols``
+        take what ``ds[rows, cols]`` takes. ``out`` appears only once complete.
+
+        Examples
+        --------
+        >>> ds.subset("cluster3.loom", cols=ds.ca.ClusterID == 3)
+        """
+        from ._subset import subset
+
+        subset(self, os.path.expanduser(os.fspath(out)), rows, cols, progress=progress)
+
     def export(
         self, out_file: str, layer: str | None = None, format: str = "tab", *, progress: bool | None = None
     ) -> None:
