@@ -274,11 +274,13 @@ def written(tmp_path: Path, dtype: str, as_sparse: bool) -> tuple[ad.AnnData, Pa
     return adata, path
 
 
-def expected_obs(adata: ad.AnnData) -> pd.DataFrame:
-    """obs as Loom holds it: categories as their values, bools as uint8, nullable ints as int64."""
+def expected_obs(adata: ad.AnnData, categoricals: bool = False) -> pd.DataFrame:
+    """obs as Loom holds it: categories as their values (or, read back by loomfile, the same
+    categoricals), bools as uint8, nullable ints as int64."""
     obs = adata.obs.copy()
-    obs["batch"] = obs["batch"].astype(str).astype(object)
-    obs["leiden"] = obs["leiden"].astype(np.int64)
+    if not categoricals:
+        obs["batch"] = obs["batch"].astype(str).astype(object)
+        obs["leiden"] = obs["leiden"].astype(np.int64)
     obs["is_doublet"] = obs["is_doublet"].astype(np.uint8)
     obs["score"] = obs["score"].astype(np.int64)
     obs.index.name = "CellID"
@@ -339,7 +341,7 @@ def test_round_trip_through_loomfile(tmp_path: Path, dtype: str, as_sparse: bool
     assert_same_matrix(back.X, adata.X, as_sparse=as_sparse)
     assert_same_matrix(back.layers["counts"], adata.layers["counts"], as_sparse=as_sparse)
     assert back.layers["counts"].dtype == adata.layers["counts"].dtype
-    pd.testing.assert_frame_equal(back.obs, expected_obs(adata), check_like=True)
+    pd.testing.assert_frame_equal(back.obs, expected_obs(adata, categoricals=True), check_like=True)
     assert list(back.var_names) == list(adata.var_names)
     assert_same_arrays(back.obsm, adata.obsm)
     assert_same_arrays(back.varm, adata.varm)
@@ -494,7 +496,9 @@ def test_from_anndata_uns_selection(tmp_path: Path, small_adata: ad.AnnData) -> 
     path = tmp_path / "x.loom"
     loomfile.from_anndata(small_adata, path, uns=["title", "resolution"])
     with loompy.connect(os.fspath(path), "r") as lp:
-        assert sorted(lp.attrs.keys()) == ["CreationDate", "LOOM_SPEC_VERSION", "resolution", "title"]
+        assert sorted(lp.attrs.keys()) == [
+            "CreationDate", "LOOM_SPEC_VERSION", "loomfile-categories", "resolution", "title"
+        ]  # (the categories of obs columns: written whatever uns holds)
     loomfile.from_anndata(small_adata, path, uns=False, obs_names="barcode", var_names=None)
     with loompy.connect(os.fspath(path), "r") as lp:
         assert "title" not in lp.attrs
@@ -682,3 +686,41 @@ def test_raw_is_not_dropped_silently(tmp_path: Path, small_adata: ad.AnnData) ->
     with pytest.warns(UserWarning, match=r"adata.raw \(\d+ genes\) is not written") as caught:
         loomfile.from_anndata(small_adata[:, :5], tmp_path / "x.loom")
     assert [w.filename for w in caught if "raw" in str(w.message)] == [__file__]
+
+
+def test_categoricals_come_back_with_their_categories_and_order(tmp_path: Path, small_adata: ad.AnnData) -> None:
+    """Categorical obs/var columns are stored as their labels (loompy and read_loom read plain values)
+    and to_anndata rebuilds the same Categorical: categories in order, unused ones, orderedness."""
+    n_obs, n_vars = small_adata.n_obs, small_adata.n_vars
+    small_adata.obs["leiden"] = pd.Categorical(
+        np.array(["10", "2", "1"])[np.arange(n_obs) % 3], categories=["1", "2", "10", "unused"]
+    )
+    small_adata.obs["stage"] = pd.Categorical(
+        np.array([3, 1])[np.arange(n_obs) % 2], categories=[3, 1, 2], ordered=True
+    )
+    small_adata.var["kind"] = pd.Categorical(np.array(["b", "a"])[np.arange(n_vars) % 2], categories=["b", "a"])
+    path = tmp_path / "c.loom"
+    loomfile.from_anndata(small_adata, path)
+    with loomfile.connect(path, "r") as ds:
+        back = ds.to_anndata()
+    for frame, original, column in ((back.obs, small_adata.obs, "leiden"), (back.obs, small_adata.obs, "stage"),
+                                    (back.var, small_adata.var, "kind")):
+        got, expected = frame[column], original[column]
+        assert isinstance(got.dtype, pd.CategoricalDtype), column
+        assert list(got.cat.categories) == list(expected.cat.categories), column
+        assert got.cat.ordered == expected.cat.ordered, column
+        assert list(got) == list(expected), column
+    assert "loomfile-categories" not in back.uns
+    with loompy.connect(os.fspath(path), "r") as lp:  # plain labels for the others
+        assert list(lp.ca.leiden[:3]) == ["10", "2", "1"] and lp.ca.stage.dtype.kind == "i"
+    plain = ad.io.read_loom(path)
+    assert list(plain.obs["leiden"][:3]) == ["10", "2", "1"]
+
+    with loomfile.connect(path) as ds:  # a label outside the categories: plain, with a warning
+        labels = ds.ca.leiden.copy()
+        labels[0] = "new"
+        ds.ca.leiden = labels
+        with pytest.warns(UserWarning, match=r"obs\['leiden'\] holds values that are not among the categories"):
+            changed = ds.to_anndata()
+    assert not isinstance(changed.obs["leiden"].dtype, pd.CategoricalDtype)
+    assert isinstance(changed.obs["stage"].dtype, pd.CategoricalDtype)

@@ -23,6 +23,9 @@ import numpy as np
 from .._errors import LoomValueError
 
 MARK = "loomfile-uns"
+# The global attribute recording obs/var categoricals: {"obs": {column: {"categories": [...],
+# "ordered": bool}}, "var": {...}}, written by from_anndata and read back by to_anndata
+CATEGORIES = "loomfile-categories"
 _PREFIX = '{"' + MARK + '":'
 
 

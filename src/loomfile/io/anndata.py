@@ -139,6 +139,9 @@ def to_anndata(
     var, varm = _axis_frames(source.ra, var_names, varm_mapping or {}, n_rows)
     obs, obsm = _axis_frames(source.ca, obs_names, obsm_mapping or {}, n_cols)
     uns = {name: _uns.decode(source.attrs[name]) for name in source.attrs.keys() if name != fmt.SPEC_VERSION_NAME}
+    categories = uns.pop(_uns.CATEGORIES, None)
+    _as_categoricals(obs, categories, "obs")
+    _as_categoricals(var, categories, "var")
     if cleanup:
         uns.update(_constant_columns(obs, "loom-obs"))
         uns.update(_constant_columns(var, "loom-var"))
@@ -310,6 +313,14 @@ def from_anndata(
     )
     row_attrs = _attrs_for_file(adata.var, adata.varm, var_names, "var", var_constants)
     col_attrs = _attrs_for_file(adata.obs, adata.obsm, obs_names, "obs", obs_constants)
+    if _uns.CATEGORIES in uns_items:
+        msg = f"uns[{_uns.CATEGORIES!r}] is the name loomfile records categories under; rename the entry"
+        raise LoomValueError(msg)
+    categories = {
+        axis: found for axis, frame in (("obs", adata.obs), ("var", adata.var)) if (found := _categories(frame))
+    }
+    if categories:
+        uns_items[_uns.CATEGORIES] = categories
     file_attrs = {
         key: _uns.encode(value, f"uns[{key!r}]")
         if _uns.needs_json(value)
@@ -400,6 +411,40 @@ def _attrs_for_file(
         name: fmt.normalize_values(value, f"{word} attribute {name!r} ({sources[name]})")
         for name, value in attrs.items()
     }
+
+
+def _categories(frame: Any) -> dict[str, dict[str, Any]]:
+    """The categories (in order) and orderedness of each categorical column of obs or var: the
+    attributes hold the labels (what loompy and read_loom read), this lets to_anndata rebuild the
+    same pandas Categorical."""
+    pd = _pandas()
+    found = {}
+    for name in frame.columns:
+        dtype = frame[name].dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            found[str(name)] = {"categories": np.asarray(dtype.categories), "ordered": bool(dtype.ordered)}
+    return found
+
+
+def _as_categoricals(frame: Any, recorded: Any, axis_name: str) -> None:
+    """Turn the columns ``recorded`` (from :func:`_categories`) back into pandas Categoricals, when
+    their values are still among the recorded categories (else they stay plain, with a warning:
+    the attribute was changed since)."""
+    pd = _pandas()
+    if not isinstance(recorded, Mapping):
+        return
+    for name, entry in recorded.get(axis_name, {}).items():
+        if name not in frame.columns or not isinstance(entry, Mapping) or "categories" not in entry:
+            continue
+        categories = np.asarray(entry["categories"])
+        values = frame[name].to_numpy()
+        if not np.isin(values, categories).all():
+            warn(
+                f"{axis_name}[{name!r}] holds values that are not among the categories recorded when "
+                "it was written; it stays a plain column"
+            )
+            continue
+        frame[name] = pd.Categorical(values, categories=categories, ordered=bool(entry.get("ordered")))
 
 
 def _column_values(series: Any, what: str) -> Any:
