@@ -124,7 +124,7 @@ def test_matches_loompy(tmp_path: Path, version: int) -> None:
     path_lf = _import(sample, tmp_path / "lf", loomfile)
     path_lp = _import(sample, tmp_path / "lp", loompy)
     assert os.path.basename(path_lf) == os.path.basename(path_lp) == f"sample{version}.loom"
-    assert_same_loom(path_lf, path_lp)
+    assert_same_loom(path_lf, path_lp, ("FeatureType",) if version >= 3 else ())
     with loomfile.connect(path_lf, "r") as lf:
         np.testing.assert_array_equal(lf[:, :], counts)
         assert lf.ca.CellID[0] == f"sample{version}:AAAC000000-1"
@@ -137,7 +137,7 @@ def test_genome_argument_on_v3_matches_loompy(tmp_path: Path) -> None:
     sample, _ = make_cellranger(tmp_path, 3)
     path_lf = _import(sample, tmp_path / "lf", loomfile, genome="GRCh38", file_attrs={"Cmdline": "mine"})
     path_lp = _import(sample, tmp_path / "lp", loompy, genome="GRCh38", file_attrs={"Cmdline": "mine"})
-    assert_same_loom(path_lf, path_lp)
+    assert_same_loom(path_lf, path_lp, ("FeatureType",))
     with loomfile.connect(path_lf, "r") as ds:
         assert ds.attrs.Genome == "GRCh38" and ds.attrs.Cmdline == "mine"
 
@@ -149,7 +149,7 @@ def test_h5_alone_gives_loompys_file_from_the_mtx(tmp_path: Path, version: int) 
     sample_mtx, _ = make_cellranger(tmp_path / "mtx", version)
     path_lf = _import(sample_h5, tmp_path / "lf", loomfile)
     path_lp = _import(sample_mtx, tmp_path / "lp", loompy)
-    assert_same_loom(path_lf, path_lp)
+    assert_same_loom(path_lf, path_lp, ("FeatureType", "Genome") if version >= 3 else ())
     with loomfile.connect(path_lf, "r") as ds:
         np.testing.assert_array_equal(ds[:, :], counts)
         assert ds.layers[""].dtype == np.int64
@@ -160,12 +160,12 @@ def test_h5_and_mtx_of_the_same_data_give_the_same_file(tmp_path: Path, version:
     sample, _ = make_cellranger(tmp_path, version, h5=True)
     from_mtx = _import(sample, tmp_path / "auto", loomfile)
     from_h5 = _import(sample, tmp_path / "h5", loomfile, source="h5")
-    assert_same_loom(from_h5, from_mtx)
-    assert_same_loom(from_mtx, _import(sample, tmp_path / "lp", loompy))
+    assert_same_loom(from_h5, from_mtx, ("Genome",) if version >= 3 else ())  # (the folder has no genome)
+    assert_same_loom(from_mtx, _import(sample, tmp_path / "lp", loompy), ("FeatureType",) if version >= 3 else ())
     keep = [f"sample{version}:AAAC000003-1", f"sample{version}:AAAC000007-1"]
     selected_h5 = _import(sample, tmp_path / "h5sel", loomfile, source="h5", selected_cellids=keep)
     selected_mtx = _import(sample, tmp_path / "mtxsel", loomfile, source="mtx", selected_cellids=keep)
-    assert_same_loom(selected_h5, selected_mtx)
+    assert_same_loom(selected_h5, selected_mtx, ("Genome",) if version >= 3 else ())
 
 
 def test_v2_h5_genome_choice(tmp_path: Path) -> None:
@@ -248,7 +248,8 @@ def test_streamed_in_many_pieces_and_bands(tmp_path: Path, source: str) -> None:
         _swap_late_entries(sample / "outs" / "filtered_feature_bc_matrix" / "matrix.mtx.gz")
     kind = "h5" if source == "h5" else "mtx"
     path = _import(sample, tmp_path / "lf", loomfile, source=kind)
-    assert_same_loom(path, _import(sample, tmp_path / "lp", loompy))
+    extra = ("FeatureType", "Genome") if kind == "h5" else ("FeatureType",)
+    assert_same_loom(path, _import(sample, tmp_path / "lp", loompy), extra)
     keep = np.zeros(300, dtype=bool)
     keep[[0, 5, 63, 64, 65, 127, 128, 200, 299]] = True
     keep[150:190] = True
@@ -321,3 +322,31 @@ def test_a_folder_without_a_matrix_names_what_was_looked_for(tmp_path: Path) -> 
         loomfile.create_from_cellranger(os.fspath(empty), os.fspath(tmp_path))
     with pytest.raises(loomfile.LoomNotFoundError, match="nothing-here"):
         loomfile.create_from_cellranger(os.fspath(tmp_path / "nothing-here"), os.fspath(tmp_path))
+
+
+def test_every_10x_feature_field_is_kept(tmp_path: Path) -> None:
+    """A CITE-seq matrix: antibody captures beside genes. loompy keeps only Accession and Gene, so the
+    antibodies cannot be told from genes; loomfile keeps feature_type, genome and the capture's
+    pattern/read/sequence as row attributes, from the .h5 and from the folder."""
+    counts = sparse.random(4, 6, density=0.5, random_state=1, format="csc")
+    counts.data = np.arange(1, counts.nnz + 1).astype(float)
+    genes = ["ENSG1\tCD3E\tGene Expression", "ENSG2\tCD4\tGene Expression",
+             "CD3\tCD3_TotalSeqB\tAntibody Capture", "CD4\tCD4_TotalSeqB\tAntibody Capture"]
+    sample = tmp_path / "cite"
+    h5 = sample / "outs" / "filtered_feature_bc_matrix.h5"
+    write_10x_h5(h5, 3, counts, genes, [f"B{j}-1" for j in range(6)], genomes=("GRCh38",))
+    with h5py.File(h5, "r+") as f:
+        features = f["matrix/features"]
+        del features["feature_type"]
+        features["feature_type"] = np.array([b"Gene Expression"] * 2 + [b"Antibody Capture"] * 2)
+        for key, values in (("pattern", [b"", b"", b"5PNNNNNNNNNN(BC)", b"5PNNNNNNNNNN(BC)"]),
+                            ("read", [b"", b"", b"R2", b"R2"]), ("sequence", [b"", b"", b"CTCATTGTAACTCCT", b"TGTTCCCGCTCAACT"])):
+            features.create_dataset(key, data=np.array(values))
+    path = loomfile.create_from_cellranger(os.fspath(h5), os.fspath(tmp_path))
+    with loomfile.connect(path, "r") as ds:
+        assert list(ds.ra.FeatureType) == ["Gene Expression"] * 2 + ["Antibody Capture"] * 2
+        assert list(ds.ra.Genome) == ["GRCh38"] * 4
+        assert list(ds.ra.Read) == ["", "", "R2", "R2"]
+        assert ds.ra.Sequence[3] == "TGTTCCCGCTCAACT" and ds.ra.Pattern[2] == "5PNNNNNNNNNN(BC)"
+        antibodies = ds[ds.ra.FeatureType == "Antibody Capture", :]
+    np.testing.assert_array_equal(antibodies, counts.toarray()[2:])

@@ -22,16 +22,18 @@ from loomfile.io.matrix_market import read_matrix_market
 TIMESTAMPS = {"CreationDate", "last_modified"}
 
 
-def assert_same_loom(path: str | Path, expected: str | Path) -> None:
-    """Both files, read by loompy, hold the same layers (values and dtypes), attributes and globals."""
+def assert_same_loom(path: str | Path, expected: str | Path, ours_only: tuple[str, ...] = ()) -> None:
+    """Both files, read by loompy, hold the same layers (values and dtypes), attributes and globals;
+    ``ours_only``: row attributes ``path`` has on purpose and ``expected`` lacks (what loompy drops)."""
     with loompy.connect(os.fspath(path), "r") as a, loompy.connect(os.fspath(expected), "r") as b:
         assert a.shape == b.shape
         assert sorted(a.layers.keys()) == sorted(b.layers.keys())
         for name in b.layers.keys():
             assert a.layers[name].dtype == b.layers[name].dtype, name
             np.testing.assert_array_equal(a.layers[name][:, :], b.layers[name][:, :])
+        assert set(ours_only) <= set(a.ra.keys()) and not set(ours_only) & set(b.ra.keys())
         for mine, theirs in ((a.ra, b.ra), (a.ca, b.ca)):
-            assert sorted(mine.keys()) == sorted(theirs.keys())
+            assert sorted(k for k in mine.keys() if mine is not a.ra or k not in ours_only) == sorted(theirs.keys())
             for name in theirs.keys():
                 assert mine[name].dtype.kind == theirs[name].dtype.kind, name
                 np.testing.assert_array_equal(mine[name], theirs[name])

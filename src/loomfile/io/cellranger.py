@@ -68,6 +68,7 @@ class Counts:
     gene: np.ndarray
     barcodes: np.ndarray
     genome: str | None
+    features: dict[str, np.ndarray]  # the other per-feature fields (FeatureType, Genome, ...)
 
 
 def _first_genome(names: list[str], where: str) -> str:
@@ -106,6 +107,9 @@ def read_mtx_folder(folder: str, gz: bool, genome: str | None, progress: bool | 
         _strings(features, 1),
         np.array([b.strip() for b in barcodes], dtype=object),
     )
+    extra = {}
+    if gz and features and all(line.count("\t") >= 2 for line in features):  # v3+: id, name, feature type
+        extra["FeatureType"] = _strings(features, 2)
     if header.fast:
         dtype = np.dtype(np.int64 if header.field == "integer" else np.float64)
         return Counts(
@@ -115,9 +119,10 @@ def read_mtx_folder(folder: str, gz: bool, genome: str | None, progress: bool | 
             lambda: matrix_market_columns(path, header, progress=progress),
             *ids,
             genome,
+            extra,
         )
     matrix = sparse.csc_matrix(read_matrix_market(path, progress=progress))  # the rare layouts scipy reads
-    return Counts(path, matrix.shape, matrix.dtype, lambda: iter([(0, matrix)]), *ids, genome)
+    return Counts(path, matrix.shape, matrix.dtype, lambda: iter([(0, matrix)]), *ids, genome, extra)
 
 
 def _dataset(group: h5py.Group, name: str) -> h5py.Dataset:
@@ -159,7 +164,26 @@ def read_10x_h5(path: str, genome: str | None = None, progress: bool | None = No
             _h5_strings(features, names),
             _h5_strings(group, "barcodes"),
             genome,
+            _h5_feature_fields(features, (ids, names)) if features is not group else {},
         )
+
+
+# 10x's per-feature fields (features/ in a v3+ .h5) as row attributes, named as Loom names them
+FEATURE_FIELDS = {"feature_type": "FeatureType", "genome": "Genome", "pattern": "Pattern", "read": "Read",
+                  "sequence": "Sequence", "target_gene_id": "TargetGeneID", "target_gene_name": "TargetGeneName"}
+
+
+def _h5_feature_fields(features: h5py.Group, taken: tuple[str, str]) -> dict[str, np.ndarray]:
+    """Every per-feature field of a v3+ matrix besides the id and name: feature type, genome, and
+    the pattern/read/sequence of antibody and CRISPR captures (loompy keeps none of them)."""
+    n = features[taken[0]].shape[0]
+    fields = {}
+    for key, dset in features.items():
+        if key in taken or key.startswith("_") or not isinstance(dset, h5py.Dataset) or dset.shape != (n,):
+            continue
+        name = FEATURE_FIELDS.get(key, "".join(part.capitalize() for part in key.split("_")))
+        fields[name] = _h5_strings(features, key) if dset.dtype.kind in "SOU" else dset[()]
+    return fields
 
 
 def _h5_layout(path: str, group: h5py.Group) -> tuple[tuple[int, int], np.ndarray]:
@@ -434,7 +458,8 @@ def create_from_cellranger(
         download's prefix); ``outdir`` defaults to ``indir`` (the file's folder for a .h5).
 
         As loompy: ``sample`` is the folder's name, CellID is ``sample:barcode``, rows get ``Accession``
-        and ``Gene``, tSNE ``X``/``Y`` and ``ClusterID`` are added when the analysis folder has them,
+        and ``Gene`` (and, unlike loompy, every other per-feature field of a v3+ matrix: ``FeatureType``,
+        ``Genome``, and ``Pattern``/``Read``/``Sequence`` of antibody and CRISPR captures), tSNE ``X``/``Y`` and ``ClusterID`` are added when the analysis folder has them,
         and the globals get ``Genome`` (the ``genome`` argument, or the v2 genome read), ``Cmdline``
         and ``Versions`` (from ``_cmdline`` and ``_versions``). ``selected_cellids`` keeps only those
         cells (in the folder's order; loompy 3.0.8 accepts the argument but ignores it).
@@ -452,7 +477,7 @@ def create_from_cellranger(
     where = locate(indir)
     sample = where.sample
     counts = _read(indir, genome, source, progress)
-    row_attrs = {"Accession": counts.accession, "Gene": counts.gene}
+    row_attrs = {"Accession": counts.accession, "Gene": counts.gene, **counts.features}
     col_attrs: dict[str, np.ndarray] = {
         "CellID": np.array([f"{sample}:{b}" for b in counts.barcodes], dtype=object)
     }
