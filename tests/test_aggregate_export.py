@@ -179,3 +179,43 @@ def test_export_of_2d_and_compound_attributes_matches_loompy_line_by_line(tmp_pa
     field = lines[0].split("\t")[3]  # past the two row-attribute columns and the name
     assert field.startswith("[") and field.endswith("]")
     np.testing.assert_allclose(np.array(field[1:-1].split(), dtype=float), first, rtol=1e-7)
+
+
+def test_matrix_market_export_reads_back_with_scipy_and_the_10x_importer(pair: Any, tmp_path: Path) -> None:
+    """format="mtx": a folder laid out as 10x's filtered_feature_bc_matrix/; scipy reads the two-member
+    gzip, the counts come back exactly (an "integer" field), and create_from_cellranger reads the
+    folder back into the same matrix, genes and barcodes."""
+    import gzip
+
+    import scipy.io
+
+    _, new, m = pair
+    out = tmp_path / "exported"
+    with loomfile.connect(new) as b:
+        b.ca.CellID = np.array([f"run1:{c}-1" for c in b.ca.CellID])  # as the 10x importer names cells
+        b.export(os.fspath(out), format="mtx")
+        b.layers["fractions"] = m / 7
+        b.export(os.fspath(tmp_path / "fractions"), layer="fractions", format="mtx")
+    assert sorted(p.name for p in out.iterdir()) == ["barcodes.tsv.gz", "features.tsv.gz", "matrix.mtx.gz"]
+    with gzip.open(out / "matrix.mtx.gz", "rt") as f:
+        assert f.readline().startswith("%%MatrixMarket matrix coordinate integer general")
+    np.testing.assert_array_equal(scipy.io.mmread(out / "matrix.mtx.gz").toarray(), m)
+    with gzip.open(out / "features.tsv.gz", "rt") as f:
+        assert f.readline() == "g0\tg0\tGene Expression\n"
+    with gzip.open(out / "barcodes.tsv.gz", "rt") as f:
+        assert f.readline() == "c0-1\n"
+    fractions = scipy.io.mmread(tmp_path / "fractions" / "matrix.mtx.gz")
+    np.testing.assert_array_equal(fractions.toarray().astype(np.float32), (m / 7).astype(np.float32))
+
+    path = loomfile.create_from_cellranger(os.fspath(out), os.fspath(tmp_path))
+    with loomfile.connect(path, "r") as ds:
+        np.testing.assert_array_equal(ds[:, :], m)
+        assert list(ds.ra.Gene[:2]) == ["g0", "g1"] and ds.ca.CellID[0] == "exported:c0-1"
+
+    with loomfile.connect(new, "r") as b:  # an existing export is replaced whole
+        b.export(os.fspath(out), layer="fractions", format="mtx")
+    assert sorted(p.name for p in out.iterdir()) == ["barcodes.tsv.gz", "features.tsv.gz", "matrix.mtx.gz"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    with pytest.raises(LoomValueError, match="format must be one of"):
+        with loomfile.connect(new, "r") as b:
+            b.export(os.fspath(tmp_path / "x"), format="h5")

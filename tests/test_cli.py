@@ -371,3 +371,20 @@ def test_combine_fill_missing(tmp_path: Path, two_files: tuple[Path, Path]) -> N
     assert status == 0
     with loompy.connect(str(out), "r") as ds:
         np.testing.assert_array_equal(ds.ca.Batch, np.r_[np.zeros(70), np.full(50, 2)])
+
+
+def test_export_matrix_market_folder(tmp_path: Path, two_files: tuple[Path, Path]) -> None:
+    import scipy.io
+
+    a = two_files[0]
+    status, out, err = run("export", str(a), "--format", "mtx", "--layer", "spliced")
+    assert status == 0, err
+    folder = tmp_path / "a_matrix"
+    assert out.strip() == f"wrote {folder}"
+    with loompy.connect(str(a), "r") as ds:
+        np.testing.assert_array_equal(scipy.io.mmread(folder / "matrix.mtx.gz").toarray(), ds.layers["spliced"][:, :])
+    status, _, err = run("export", str(a), "--format", "mtx")
+    assert status == 2 and "--force" in err
+    assert run("export", str(a), "--format", "mtx", "--force")[0] == 0
+    status, _, err = run("export", str(a), "--format", "mtx", "-o", str(two_files[1]), "--force")
+    assert status == 2 and "is a file" in err

@@ -91,9 +91,10 @@ def _output_option(help_text: str, required: bool = False) -> Callable[[_Command
 _force_option = click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 
 
-def _checked_output(output: str, inputs: list[str], force: bool) -> str:
+def _checked_output(output: str, inputs: list[str], force: bool, folder: bool = False) -> str:
     """OUTPUT, checked before anything is read: never one of the inputs (loomfile never replaces a
-    file it was given to read), never an existing file unless --force, never a folder."""
+    file it was given to read), never an existing file unless --force, never a folder (unless the
+    command writes a ``folder``)."""
     target = os.path.abspath(os.path.expanduser(output))
     for given in inputs:
         path = os.path.abspath(os.path.expanduser(given))
@@ -103,8 +104,9 @@ def _checked_output(output: str, inputs: list[str], force: bool) -> str:
         if same:
             msg = f"the output '{output}' is also an input; loomfile never replaces an input: name another -o/--output"
             raise click.UsageError(msg)
-    if os.path.isdir(target):
-        msg = f"the output '{output}' is a folder; -o/--output names a file"
+    if os.path.isdir(target) != folder and os.path.exists(target):
+        kind = ("a file", "a folder") if folder else ("a folder", "a file")
+        msg = f"the output '{output}' is {kind[0]}; -o/--output names {kind[1]} here"
         raise click.UsageError(msg)
     if os.path.exists(target) and not force:
         msg = f"'{output}' exists; pass --force to replace it"
@@ -273,18 +275,23 @@ def from_h5ad(file: str, output: str | None, uns: str, force: bool) -> None:
 
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
-@_output_option("The text file to write (default: FILE with the extension .tsv).")
+@click.option("-o", "--output", type=click.Path(),
+              help="The file (tab) or folder (mtx) to write (default: FILE with the extension .tsv, or "
+              "FILE's name with _matrix).")
+@click.option("--format", "form", type=click.Choice(["tab", "mtx"]), default="tab", show_default=True,
+              help="tab: loompy's tab-separated layout; mtx: a 10x-style Matrix Market folder "
+              "(matrix.mtx.gz, features.tsv.gz, barcodes.tsv.gz).")
 @click.option("--layer", default="", help="Layer to write (default: the main matrix).")
 @_force_option
 @_progress_option
-def export(file: str, output: str | None, layer: str, force: bool, progress: bool | None) -> None:
-    """Write a layer of FILE with its attributes as a tab-separated file (loompy's layout)."""
+def export(file: str, output: str | None, form: str, layer: str, force: bool, progress: bool | None) -> None:
+    """Write a layer of FILE with its attributes: a tab-separated file, or a Matrix Market folder."""
     from .connection import connect
 
-    output = output or _beside(file, ".tsv")
-    target = _checked_output(output, [file], force)
+    output = output or _beside(file, "_matrix" if form == "mtx" else ".tsv")
+    target = _checked_output(output, [file], force, folder=form == "mtx")
     with connect(file, "r") as ds:
-        ds.export(target, layer=layer, progress=progress)
+        ds.export(target, layer=layer, format=form, progress=progress)
     click.echo(f"wrote {output}")
 
 

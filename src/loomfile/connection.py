@@ -376,9 +376,15 @@ class LoomConnection(LoompyAliases):
     def export(
         self, out_file: str, layer: str | None = None, format: str = "tab", *, progress: bool | None = None
     ) -> None:
-        """Write a layer (the main matrix by default) with its row and column attributes as a
-        tab-separated text file, in loompy's layout."""
-        with _progress.bar(self.shape[0], "export", progress, "rows") as tick:
+        """Write a layer (the main matrix by default) with its row and column attributes.
+
+        ``format="tab"``: a tab-separated text file in loompy's layout. ``format="mtx"``: a folder
+        ``out_file`` laid out as 10x's ``filtered_feature_bc_matrix/`` (``matrix.mtx.gz``,
+        ``features.tsv.gz`` from Accession/Gene/FeatureType, ``barcodes.tsv.gz`` from CellID),
+        which Seurat's ``Read10X``, scanpy's ``read_10x_mtx`` and ``create_from_cellranger`` read.
+        """
+        axis = 1 if format == "mtx" else 0  # (mtx is written a band of columns at a time)
+        with _progress.bar(self.shape[axis], "export", progress, fmt.AXIS_NAMES[axis] + "s") as tick:
             _export.export(self, out_file, layer, format, tick)
 
     def add_columns(
