@@ -216,6 +216,5 @@ def test_matrix_market_export_reads_back_with_scipy_and_the_10x_importer(pair: A
         b.export(os.fspath(out), layer="fractions", format="mtx")
     assert sorted(p.name for p in out.iterdir()) == ["barcodes.tsv.gz", "features.tsv.gz", "matrix.mtx.gz"]
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
-    with pytest.raises(LoomValueError, match="format must be one of"):
-        with loomfile.connect(new, "r") as b:
-            b.export(os.fspath(tmp_path / "x"), format="h5")
+    with pytest.raises(LoomValueError, match="format must be one of"), loomfile.connect(new, "r") as b:
+        b.export(os.fspath(tmp_path / "x"), format="h5")
