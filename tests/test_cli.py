@@ -388,3 +388,23 @@ def test_export_matrix_market_folder(tmp_path: Path, two_files: tuple[Path, Path
     assert run("export", str(a), "--format", "mtx", "--force")[0] == 0
     status, _, err = run("export", str(a), "--format", "mtx", "-o", str(two_files[1]), "--force")
     assert status == 2 and "is a file" in err
+
+
+def test_combine_outer_join_with_samples(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.loom", tmp_path / "b.loom"
+    counts_file(a, 20, 5, seed=1)
+    counts_file(b, 20, 4, seed=2)
+    with loompy.connect(str(b)) as ds:
+        genes = ds.ra.Gene.copy()
+        genes[0] = "other"
+        ds.ra.Gene = genes
+    out = tmp_path / "out.loom"
+    status, _, err = run("combine", str(a), str(b), "-o", str(out), "--key", "Gene")
+    assert status == 1 and "'g0'" in err and "'other'" in err
+    status, _, err = run("combine", str(a), str(b), "-o", str(out), "--key", "Gene", "--how", "outer",
+                         "--sample-attr", "SampleID", "--unique-ids")
+    assert status == 0, err
+    with loompy.connect(str(out), "r") as ds:
+        assert ds.shape == (21, 9)
+        assert list(ds.ca.SampleID) == ["a"] * 5 + ["b"] * 4
+        assert ds.ca.CellID[0] == "a:c0" and ds.ca.CellID[5] == "b:c0"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import _memory, _ops, _progress
 from ._errors import LoomValueError
+from ._join import How, check_how, combine_joined
 from ._ops import aligned_bands, key_ordering
 from ._progress import Tick
 from ._selection import AxisSelection
@@ -25,23 +27,100 @@ def combine(
     batch_size: int = 1000,
     convert_attrs: bool = False,
     *,
+    how: How = "strict",
     fill_values: Any = None,
+    sample_attr: str | None = None,
+    samples: Sequence[str] | None = None,
+    unique_ids: bool = False,
     progress: bool | None = None,
 ) -> None:
     """Concatenate Loom files along the columns into a new file (loompy's ``combine``).
 
-    With ``key``, rows of every file are aligned to the first file's order of that row attribute.
-    A column attribute that some files lack is dropped, with a warning, unless ``fill_values``
-    gives its value there (``{"name": value}``, or ``"auto"``: zeros and empty strings), as
-    ``add_loom``. The output appears at ``output_file`` only once complete. ``progress``: show a
-    bar (default: when standard error is a terminal).
+    Parameters
+    ----------
+    files, output_file
+        The files to concatenate, in order, and the new file (which appears only once complete).
+    key
+        A row attribute (e.g. ``"Accession"``) to align the files' rows on; without it the rows
+        are taken in order (the files must have as many).
+    how
+        With ``key``: ``"strict"`` (loompy's behaviour: the same key values in every file, else an
+        error naming those that differ; rows in the first file's order), ``"inner"`` (the values
+        every file has) or ``"outer"`` (the values any file has; zeros where a file lacks a row).
+        See ``loomfile._join``.
+    fill_values
+        A column attribute some files lack is dropped, with a warning, unless ``fill_values``
+        gives its value there (``{"name": value}``, or ``"auto"``: zeros and empty strings).
+    sample_attr, samples
+        Add a column attribute ``sample_attr`` naming each column's file: ``samples`` (one name
+        per file), or the file names without their extension.
+    unique_ids
+        Prefix every CellID with its sample and ``":"`` (as the 10x importer names cells), so that
+        cells of two runs of one sample stay distinct.
+    file_attrs, batch_size, convert_attrs
+        As loompy: global attributes added to the first file's, columns copied at a time, file
+        attributes that differ between files turned into column attributes (strict only).
+    progress
+        Show a progress bar (default: when standard error is a terminal).
+
+    Examples
+    --------
+    >>> loomfile.combine(["a.loom", "b.loom"], "ab.loom", key="Accession", how="outer",
+    ...                  sample_attr="SampleID", unique_ids=True)
     """
     if len(files) == 0:
         msg = "The input file list was empty"
         raise LoomValueError(msg)
+    check_how(how, key)
+    names = _sample_names(files, samples) if (sample_attr is not None or unique_ids) else []
     total = _total_columns(files) if _progress.wanted(progress) else 0  # (opens every file once more)
     with _progress.bar(total, "combine", progress, "columns") as tick:
-        _combine(files, output_file, key, file_attrs, batch_size, convert_attrs, fill_values, tick)
+        if how == "strict":
+            out = _combine(files, output_file, key, file_attrs, batch_size, convert_attrs, fill_values, tick)
+        else:
+            assert key is not None
+            out = combine_joined(files, output_file, key, how, file_attrs, fill_values, tick)
+        try:
+            if names:
+                _add_samples(out, files, names, sample_attr, unique_ids)
+        except BaseException:
+            out._abandon()
+            raise
+        out.close()
+
+
+def _sample_names(files: Sequence[str], samples: Sequence[str] | None) -> list[str]:
+    if samples is None:
+        return [os.path.splitext(os.path.basename(os.fspath(path)))[0] for path in files]
+    names = [str(s) for s in samples]
+    if len(names) != len(files):
+        msg = f"samples has {len(names)} names for {len(files)} files"
+        raise LoomValueError(msg)
+    return names
+
+
+def _add_samples(
+    out: LoomConnection, files: Sequence[str], names: list[str], sample_attr: str | None, unique_ids: bool
+) -> None:
+    """The sample column, and CellIDs made unique with the sample as prefix."""
+    from .connection import connect
+
+    widths = []
+    for path in files:
+        with connect(path, "r", validate=False) as ds:
+            widths.append(ds.shape[1])
+    per_column = np.repeat(np.array(names, dtype=object), widths)
+    if sample_attr is not None:
+        if sample_attr in out.ca:
+            msg = f"Column attribute {sample_attr!r} exists already; choose another sample_attr"
+            raise LoomValueError(msg)
+        out.ca[sample_attr] = per_column
+    if unique_ids:
+        if "CellID" not in out.ca:
+            msg = "unique_ids=True prefixes CellIDs, but the files have no CellID column attribute"
+            raise LoomValueError(msg)
+        ids = out.ca["CellID"].astype(str).astype(object)
+        out.ca["CellID"] = np.array([f"{s}:{c}" for s, c in zip(per_column, ids, strict=True)], dtype=object)
 
 
 def _total_columns(files: list[str]) -> int:
@@ -63,7 +142,7 @@ def _combine(
     convert_attrs: bool,
     fill_values: Any,
     tick: Tick,
-) -> None:
+) -> LoomConnection:
     from .connection import connect, new
 
     with connect(files[0], "r") as first:
@@ -96,7 +175,7 @@ def _combine(
     except BaseException:
         out._abandon()
         raise
-    out.close()
+    return out
 
 
 def combine_faster(

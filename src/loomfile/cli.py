@@ -173,9 +173,14 @@ def validate(files: tuple[str, ...], quiet: bool, deep: bool) -> None:
 @_output_option("The new Loom file to write.", required=True)
 @click.option("--key", default=None, help="Row attribute to align rows on (e.g. Accession).")
 @click.option("--batch-size", default=1000, show_default=True, help="Columns copied at a time.")
+@click.option("--how", type=click.Choice(["strict", "inner", "outer"]), default="strict", show_default=True,
+              help="With --key: the same key values in every file (strict), those all files share "
+              "(inner), or those any file has, zeros where a file lacks a row (outer).")
 @click.option("--fill-missing", is_flag=True,
               help="Keep column attributes some files lack, with zeros or empty strings there "
               "(default: drop them, with a warning).")
+@click.option("--sample-attr", default=None, help="Add a column attribute naming each cell's file (e.g. SampleID).")
+@click.option("--unique-ids", is_flag=True, help="Prefix each CellID with its file's name and ':'.")
 @_force_option
 @_progress_option
 def combine(
@@ -183,7 +188,10 @@ def combine(
     output: str,
     key: str | None,
     batch_size: int,
+    how: str,
     fill_missing: bool,
+    sample_attr: str | None,
+    unique_ids: bool,
     force: bool,
     progress: bool | None,
 ) -> None:
@@ -191,8 +199,17 @@ def combine(
     from ._combine import combine as combine_files
 
     target = _checked_output(output, list(inputs), force)
-    fill = "auto" if fill_missing else None
-    combine_files(list(inputs), target, key=key, batch_size=batch_size, fill_values=fill, progress=progress)
+    combine_files(
+        list(inputs),
+        target,
+        key=key,
+        batch_size=batch_size,
+        how=how,  # type: ignore[arg-type]
+        fill_values="auto" if fill_missing else None,
+        sample_attr=sample_attr,
+        unique_ids=unique_ids,
+        progress=progress,
+    )
     click.echo(f"wrote {output}")
 
 

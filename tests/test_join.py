@@ -1,0 +1,128 @@
+"""combine(key=..., how="inner"|"outer"), sample columns and unique CellIDs, against a pandas join of
+the same tables (property test) and worked examples."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import loompy
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import loomfile
+
+POOL = [f"ENSG{i:03d}" for i in range(12)]
+
+
+def write(path: Path, genes: list[str], matrix: np.ndarray, prefix: str, **row_extra: np.ndarray) -> str:
+    loomfile.create(
+        os.fspath(path),
+        {"": matrix, "spliced": (matrix * 2).astype(np.uint16)},
+        {"Accession": np.array(genes, dtype=object), "Gene": np.array([g.lower() for g in genes], dtype=object),
+         **row_extra},
+        {"CellID": np.array([f"{prefix}{j}" for j in range(matrix.shape[1])], dtype=object)},
+    )
+    return os.fspath(path)
+
+
+@st.composite
+def files(draw: st.DrawFn) -> list[tuple[list[str], np.ndarray]]:
+    n_files = draw(st.integers(2, 3))
+    out = []
+    for _ in range(n_files):
+        genes = draw(st.lists(st.sampled_from(POOL), min_size=1, max_size=len(POOL), unique=True))
+        n_cells = draw(st.integers(1, 5))
+        seed = draw(st.integers(0, 2**16))
+        matrix = np.random.default_rng(seed).integers(0, 9, (len(genes), n_cells)).astype(np.float32)
+        out.append((genes, matrix))
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(inputs=files(), how=st.sampled_from(["inner", "outer"]))
+def test_joins_match_a_pandas_join(inputs: list[tuple[list[str], np.ndarray]], how: str) -> None:
+    frames = [
+        pd.DataFrame(m, index=genes, columns=[f"f{i}_{j}" for j in range(m.shape[1])])
+        for i, (genes, m) in enumerate(inputs)
+    ]
+    expected = pd.concat(frames, axis=1, join=how, sort=False).fillna(0)
+    with tempfile.TemporaryDirectory() as folder:
+        paths = [write(Path(folder) / f"f{i}.loom", g, m, f"f{i}_") for i, (g, m) in enumerate(inputs)]
+        out = os.path.join(folder, "out.loom")
+        if how == "inner" and expected.shape[0] == 0:
+            with pytest.raises(loomfile.LoomValueError, match="share no value"):
+                loomfile.combine(paths, out, key="Accession", how=how)
+            assert not os.path.exists(out)
+            return
+        loomfile.combine(paths, out, key="Accession", how=how)
+        with loomfile.connect(out, "r") as ds:
+            got = pd.DataFrame(ds[:, :], index=list(ds.ra.Accession), columns=list(ds.ca.CellID))
+            np.testing.assert_array_equal(ds.layers["spliced"][:, :], ds[:, :] * 2)
+            assert list(ds.ra.Gene) == [g.lower() for g in ds.ra.Accession]
+    assert sorted(got.index) == sorted(expected.index)
+    pd.testing.assert_frame_equal(got.loc[expected.index, expected.columns], expected.astype(np.float32))
+
+
+def test_row_order_attributes_and_fill(tmp_path: Path) -> None:
+    """outer: the first file's genes in its order, then the new ones in the order they come;
+    inner: the shared ones in the first file's order. Row attributes come from the first file with
+    the row; one only the first file has is empty for the rows it lacks."""
+    a = write(tmp_path / "a.loom", ["G3", "G1", "G2"], np.array([[1.0], [2], [3]]), "a",
+              Chrom=np.array(["chr3", "chr1", "chr2"], dtype=object))
+    b = write(tmp_path / "b.loom", ["G4", "G2", "G3"], np.array([[4.0, 5], [6, 7], [8, 9]]), "b")
+    out = os.fspath(tmp_path / "o.loom")
+    loomfile.combine([a, b], out, key="Accession", how="outer")
+    with loompy.connect(out, "r") as ds:  # loompy reads it
+        assert list(ds.ra.Accession) == ["G3", "G1", "G2", "G4"]
+        assert list(ds.ra.Chrom) == ["chr3", "chr1", "chr2", ""]
+        np.testing.assert_array_equal(ds[:, :], [[1, 8, 9], [2, 0, 0], [3, 6, 7], [0, 4, 5]])
+    os.remove(out)
+    loomfile.combine([a, b], out, key="Accession", how="inner")
+    with loomfile.connect(out, "r") as ds:
+        assert list(ds.ra.Accession) == ["G3", "G2"]
+        np.testing.assert_array_equal(ds[:, :], [[1, 8, 9], [3, 6, 7]])
+
+
+def test_sample_column_and_unique_ids(tmp_path: Path) -> None:
+    """Two runs of one sample have the same barcodes: unique_ids prefixes them with the sample."""
+    a = write(tmp_path / "run1.loom", ["G1", "G2"], np.ones((2, 3)), "AAAC-")
+    b = write(tmp_path / "run2.loom", ["G1", "G2"], np.ones((2, 2)), "AAAC-")
+    out = os.fspath(tmp_path / "o.loom")
+    loomfile.combine([a, b], out, key="Accession", sample_attr="SampleID", unique_ids=True)
+    with loomfile.connect(out, "r") as ds:
+        assert list(ds.ca.SampleID) == ["run1"] * 3 + ["run2"] * 2
+        assert list(ds.ca.CellID) == ["run1:AAAC-0", "run1:AAAC-1", "run1:AAAC-2", "run2:AAAC-0", "run2:AAAC-1"]
+    os.remove(out)
+    loomfile.combine([a, b], out, key="Accession", how="outer", sample_attr="batch", samples=["x", "y"])
+    with loomfile.connect(out, "r") as ds:
+        assert list(ds.ca.batch) == ["x"] * 3 + ["y"] * 2
+        assert len(set(ds.ca.CellID)) == 3  # not made unique unless asked
+    with pytest.raises(loomfile.LoomValueError, match="samples has 1 names for 2 files"):
+        loomfile.combine([a, b], out + "2", samples=["x"], sample_attr="s")
+    with pytest.raises(loomfile.LoomValueError, match="pass key="):
+        loomfile.combine([a, b], out + "2", how="outer")
+    with pytest.raises(loomfile.LoomValueError, match="how must be one of"):
+        loomfile.combine([a, b], out + "2", key="Accession", how="left")
+    assert not os.path.exists(out + "2")
+
+
+def test_join_memory_is_a_band_of_the_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tracemalloc
+
+    from loomfile import _join
+
+    rng = np.random.default_rng(1)
+    genes = [f"G{i}" for i in range(1500)]
+    a = write(tmp_path / "a.loom", genes, rng.poisson(1, (1500, 1500)).astype(np.float32), "a")
+    b = write(tmp_path / "b.loom", genes[::-1][:1400], rng.poisson(1, (1400, 1500)).astype(np.float32), "b")
+    monkeypatch.setattr(_join, "BAND_BYTES", 1 << 20)
+    tracemalloc.start()
+    loomfile.combine([a, b], os.fspath(tmp_path / "o.loom"), key="Accession", how="outer")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 8 << 20, f"{peak / 2**20:.1f} MiB for 9 + 8 MB of float32 input"
