@@ -1,4 +1,9 @@
-"""Selecting genes and cells by name or by attribute value, as the command line does it.
+"""Names of genes and cells: the attributes each tool keeps them in, and selecting by name.
+
+Loom tools disagree on where names go: loompy and velocyto write ``Gene``/``CellID``, loomR and
+Seurat ``gene_names``/``cell_names``, anndata ``var_names``/``obs_names`` (older versions
+``index``), 10x-derived files ``features``/``barcodes``. :func:`name_attribute` finds the one a
+file uses; :func:`transposed` tells when the names say the matrix is stored cells x genes.
 
 ``names_mask`` matches a list of names against one or more attributes (genes by symbol or by
 accession) and names the ones it cannot find; ``where_mask`` reads ``ATTR=V1,V2`` conditions,
@@ -15,6 +20,28 @@ import numpy as np
 from ._errors import LoomValueError
 
 SHOWN = 5  # unknown names quoted in an error
+
+# Where each tool keeps gene and cell names, most common first ("index": anndata before 0.8)
+GENE_NAMES = ("Gene", "gene_names", "var_names", "gene_symbols", "features", "Symbol", "index")
+GENE_IDS = ("Accession", "gene_ids", "gene_id", "ensembl_id")
+CELL_IDS = ("CellID", "cell_names", "obs_names", "barcodes", "barcode", "Barcode", "CellBarcode", "index")
+
+
+def name_attribute(attrs: Any, conventions: Sequence[str]) -> str | None:
+    """The first of ``conventions`` that is a 1-D attribute in ``attrs``, or None."""
+    for name in conventions:
+        if name in attrs:
+            return name
+    return None
+
+
+def transposed(row_names: Sequence[str], col_names: Sequence[str]) -> bool:
+    """Whether the attribute names say the rows are cells and the columns genes: a cell-id
+    attribute on the rows and a gene one on the columns, and neither the other way."""
+    rows, cols = set(row_names), set(col_names)
+    cells = set(CELL_IDS) - {"index"}
+    genes = set(GENE_NAMES + GENE_IDS) - {"index"}
+    return bool(rows & cells) and bool(cols & genes) and not (rows & genes) and not (cols & cells)
 
 
 def names_mask(attrs: Any, keys: Sequence[str], names: Sequence[str], what: str) -> np.ndarray:

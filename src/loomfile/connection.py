@@ -21,9 +21,11 @@ from ._compat import LoompyAliases
 from ._errors import LoomFormatError, LoomLockedError, LoomNotFoundError, LoomValueError
 from ._html import to_html
 from ._journal import locking_disabled, recover
+from ._names import transposed
 from ._selection import AxisSelection
 from ._store import LoomStore, open_h5, open_journaled
 from ._validator import LoomValidator
+from ._warn import warn
 from .attributes import AttributeManager, GlobalAttributeManager
 from .graphs import GraphManager
 from .layers import LayerManager, check_layer_value
@@ -69,6 +71,11 @@ class LoomConnection(LoompyAliases):
         else:
             h5, journal = open_journaled(filename)
             self._attach(filename, LoomStore(h5, filename, journal))
+        if transposed(self.ra.keys(), self.ca.keys()):
+            warn(
+                f"'{filename}' looks transposed: its rows carry cell names and its columns gene names "
+                "(Loom keeps genes in rows, cells in columns). Tools reading it as Loom will swap them"
+            )
 
     @classmethod
     def _to_new_file(cls, filename: str) -> LoomConnection:

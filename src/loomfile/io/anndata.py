@@ -23,6 +23,7 @@ import scipy.sparse as sparse
 
 from .. import _format as fmt
 from .._errors import LoomError, LoomFormatError, LoomKeyError, LoomNotFoundError, LoomValueError
+from .._names import CELL_IDS, GENE_NAMES, name_attribute
 from .._warn import warn
 from ..graphs import to_coo
 from ..layers import check_layer_value
@@ -40,7 +41,9 @@ __all__ = ["AnnDataImportError", "from_anndata", "to_anndata"]
 # among the layers then, and the uns entries its ``cleanup`` fills with constant obs/var columns.
 DEFAULT_X_LAYER = "spliced"
 MAIN_LAYER_NAME = "matrix"
-CLEANUP_KEYS = ("loom-var", "loom-obs")  # by axis: rows (var), columns (obs)
+CLEANUP_KEYS = ("loom-var", "loom-obs")
+# read_loom's default names, and where other tools keep them when a file lacks those
+DEFAULT_NAMES = {"Gene": GENE_NAMES, "CellID": CELL_IDS}  # by axis: rows (var), columns (obs)
 
 
 class AnnDataImportError(LoomError, ImportError):
@@ -115,8 +118,11 @@ def to_anndata(
         The layer to use as ``X``. Default: "spliced" when the file has it (velocyto's files),
         else the main matrix, as read_loom; a name given here must exist.
     obs_names, var_names
-        The column/row attribute holding the cell/gene names (the index of ``obs``/``var``);
-        without it (or with None) the names are "0", "1", ...
+        The column/row attribute holding the cell/gene names (the index of ``obs``/``var``).
+        When the file has no ``CellID``/``Gene`` (the defaults), the attribute other tools keep
+        them in is used (loomR's ``cell_names``/``gene_names``, anndata's ``obs_names``/
+        ``var_names``...; see ``loomfile._names``); with None, or none found, the names are
+        "0", "1", ...
     dtype
         The dtype of ``X`` (read_loom's float32 by default; None keeps the layer's). The other
         layers keep their stored dtype.
@@ -244,6 +250,9 @@ def _axis_frames(
         else:
             matrices[name] = value
     index = pd.Index(np.arange(n).astype(str))
+    if index_key in DEFAULT_NAMES and index_key not in columns:
+        # the file keeps its names where another tool does (loomR's gene_names, anndata's obs_names)
+        index_key = name_attribute(columns, DEFAULT_NAMES[index_key]) or index_key
     if index_key is not None and index_key in columns:
         index = pd.Index(columns.pop(index_key).astype(str), name=index_key)
     frame = pd.DataFrame(columns, index=index)
