@@ -25,6 +25,7 @@ from ._warn import warn
 # land in buffers that are recycled, but touching them the first time costs a page fault per page,
 # and smaller bands keep reading and writing overlapped.
 BAND_BYTES = 64 << 20
+SPARSE_BAND_BYTES = 16 << 20  # a sparse matrix being appended is made dense this much at a time
 
 if TYPE_CHECKING:
     from .connection import LoomConnection
@@ -265,12 +266,28 @@ def _write_columns(ds: LoomConnection, blocks: Mapping[str, Any], at: int) -> No
             continue
         if isinstance(matrix, LoomLayer | MemoryLoomLayer):
             matrix = matrix[:, :]
-        dense = matrix.toarray() if sparse.issparse(matrix) else np.asarray(matrix)
         what = "the main matrix" if name == "" else f"layer {name!r}"
-        block = fmt.cast_for_layer(dense, np.dtype(store.layer(name).dtype), what)
-        end = at + block.shape[1]
-        cols = AxisSelection(total, np.arange(at, end, dtype=np.intp), contiguous=slice(at, end))
-        store.write_layer(name, AxisSelection.full(n_rows), cols, block)
+        dtype = np.dtype(store.layer(name).dtype)
+        chunk = (store.layer(name).chunks or (1, 1))[1]
+        for start, part in _column_parts(matrix, n_rows * dtype.itemsize, chunk, at):
+            block = fmt.cast_for_layer(part, dtype, what)
+            end = at + start + block.shape[1]
+            cols = AxisSelection(total, np.arange(at + start, end, dtype=np.intp), contiguous=slice(at + start, end))
+            store.write_layer(name, AxisSelection.full(n_rows), cols, block)
+
+
+def _column_parts(matrix: Any, column_bytes: int, chunk: int, at: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(first column, dense block) of ``matrix``, to be written from column ``at`` on: all of it for
+    a dense one; a sparse one a band of whole chunk columns of the layer at a time (about
+    SPARSE_BAND_BYTES dense), never dense as a whole."""
+    if not sparse.issparse(matrix):
+        yield 0, np.asarray(matrix)
+        return
+    if matrix.format not in ("csr", "csc"):
+        matrix = matrix.tocsc()
+    width = max(chunk, SPARSE_BAND_BYTES // max(1, column_bytes) // chunk * chunk)
+    for band in aligned_bands(matrix.shape[1], at, width, chunk):
+        yield band.start, matrix[:, band].toarray()
 
 
 def key_ordering(this: np.ndarray, other: np.ndarray, key: str, other_name: str = "the other file") -> np.ndarray:
