@@ -217,9 +217,45 @@ def _read_layer(source: Sliceable, name: str, as_sparse: bool, dtype: np.dtype[A
     """A layer transposed to cells x genes: CSR from the sparse extraction, or a dense array."""
     layer = source.layers[name]
     if as_sparse:
-        return layer.sparse(dtype=layer.dtype if dtype is None else dtype).T.tocsr()
+        return _transposed_csr(layer, np.dtype(layer.dtype) if dtype is None else dtype)
     dense = np.asarray(layer[:, :]).T
     return dense if dtype is None else dense.astype(dtype, copy=False)
+
+
+def _transposed_csr(layer: Any, dtype: np.dtype[Any]) -> sparse.csr_matrix:
+    """The layer as a cells x genes CSR matrix, built a band of cells at a time into arrays that
+    grow in place (``ndarray.resize`` reallocates: large blocks are remapped, not copied), so the
+    peak is the result plus one band: no whole COO copy beside the CSR (3.9x the CSR before)."""
+    n_genes, n_cells = layer.shape
+    width = max(64, CSR_BAND_BYTES // max(1, n_genes * dtype.itemsize) // 64 * 64)
+    index_dtype = np.int32 if n_genes < 2**31 else np.int64
+    data = np.empty(0, dtype=dtype)
+    indices = np.empty(0, dtype=index_dtype)
+    indptr = np.zeros(n_cells + 1, dtype=np.int64)
+    nnz = 0
+    for lo in range(0, n_cells, width):
+        hi = min(n_cells, lo + width)
+        band = layer.sparse(cols=np.arange(lo, hi), dtype=dtype)  # genes x (hi - lo), COO
+        part = sparse.csr_matrix((band.data, (band.col, band.row)), shape=(hi - lo, n_genes))
+        del band
+        part.sort_indices()
+        end = nnz + part.nnz
+        if end > data.size:  # room for the rest at the density seen so far (and 2% more)
+            grown = max(end, int(end / hi * n_cells * 1.02))
+            data.resize(grown, refcheck=False)
+            indices.resize(grown, refcheck=False)
+        data[nnz:end] = part.data
+        indices[nnz:end] = part.indices
+        indptr[lo + 1 : hi + 1] = nnz + part.indptr[1:]
+        nnz = end
+    data.resize(nnz, refcheck=False)
+    indices.resize(nnz, refcheck=False)
+    if nnz < 2**31:
+        indptr = indptr.astype(np.int32)
+    return sparse.csr_matrix((data, indices, indptr), shape=(n_cells, n_genes))
+
+
+CSR_BAND_BYTES = 8 << 20  # a band of cells, counted dense, read at a time by _transposed_csr
 
 
 def _axis_frames(
