@@ -59,6 +59,7 @@ TARGETS = {
     "combine 4 aligned files": ">=10x",
     "new + add_columns x10": ">=3x",
     "combine 4 files": ">=10x",
+    "combine 4 files, outer join": "as combine",
     "permute columns": ">=3x",
     "aggregate by cluster": "-",
 }
@@ -69,6 +70,7 @@ FLOORS: dict[str, tuple[tuple[str, ...], bool, bool]] = {
     "create from sparse": (("full",), False, True),
     "new + add_columns x10": (("full",), False, True),
     "combine 4 files": (tuple(f"part{k}" for k in range(1, N_PARTS)), True, True),  # part0: copied
+    "combine 4 files, outer join": (tuple(f"part{k}" for k in range(N_PARTS)), True, True),
     "permute columns": (("full",), True, True),
     "aggregate by cluster": (("full",), True, False),
 }
@@ -253,6 +255,16 @@ def _combine(lib: Any, inputs: Path, scratch: Path) -> tuple[Callable[[], None],
     return lambda: lib.combine(files, str(out), key="Accession"), out
 
 
+def _combine_outer(lib: Any, inputs: Path, scratch: Path) -> tuple[Callable[[], None], Path]:
+    """loomfile's outer join on Accession; loompy has no joins: its baseline is its (strict) combine
+    of the same files, which share every gene, so both write the same file."""
+    files = [str(inputs / f"part{k}.loom") for k in range(N_PARTS)]
+    out = scratch / "out.loom"
+    if lib.__name__ == "loompy":
+        return lambda: lib.combine(files, str(out), key="Accession"), out
+    return lambda: lib.combine(files, str(out), key="Accession", how="outer"), out
+
+
 def _combine_aligned(lib: Any, inputs: Path, scratch: Path) -> tuple[Callable[[], None], Path]:
     files = [str(inputs / f"aligned{k}.loom") for k in range(N_PARTS)]
     out = scratch / "out.loom"
@@ -290,6 +302,7 @@ OPS: dict[str, Setup] = {
     "new + add_columns x10": _add_columns,
     "combine 4 files": _combine,
     "combine 4 aligned files": _combine_aligned,
+    "combine 4 files, outer join": _combine_outer,
     "permute columns": _permute,
     "aggregate by cluster": _aggregate,
 }
