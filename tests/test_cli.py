@@ -408,3 +408,16 @@ def test_combine_outer_join_with_samples(tmp_path: Path) -> None:
         assert ds.shape == (21, 9)
         assert list(ds.ca.SampleID) == ["a"] * 5 + ["b"] * 4
         assert ds.ca.CellID[0] == "a:c0" and ds.ca.CellID[5] == "b:c0"
+
+
+def test_combine_rows_of_the_same_cells(tmp_path: Path) -> None:
+    rna, adt = tmp_path / "rna.loom", tmp_path / "adt.loom"
+    counts_file(rna, 20, 6, seed=1)
+    loomfile.create(str(adt), np.arange(12.0).reshape(2, 6)[:, ::-1],
+                    {"Gene": np.array(["ADT_CD3", "ADT_CD4"])}, {"CellID": np.array([f"c{j}" for j in range(6)][::-1])})
+    out = tmp_path / "both.loom"
+    status, _, err = run("combine", str(rna), str(adt), "-o", str(out), "--axis", "0", "--sample-attr", "Modality")
+    assert status == 0, err
+    with loompy.connect(str(out), "r") as ds:
+        assert ds.shape == (22, 6) and list(ds.ra.Modality[-3:]) == ["rna", "adt", "adt"]
+        np.testing.assert_array_equal(ds[20:, :], np.arange(12.0).reshape(2, 6))

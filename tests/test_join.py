@@ -126,3 +126,65 @@ def test_join_memory_is_a_band_of_the_output(tmp_path: Path, monkeypatch: pytest
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 8 << 20, f"{peak / 2**20:.1f} MiB for 9 + 8 MB of float32 input"
+
+
+@st.composite
+def cell_files(draw: st.DrawFn) -> list[tuple[list[str], np.ndarray]]:
+    """Files of the same pool of cells (columns, random subsets and orders), each with genes of its own."""
+    out = []
+    for _ in range(draw(st.integers(2, 3))):
+        cells = draw(st.lists(st.sampled_from(POOL), min_size=1, max_size=len(POOL), unique=True))
+        n_genes = draw(st.integers(1, 4))
+        seed = draw(st.integers(0, 2**16))
+        out.append((cells, np.random.default_rng(seed).integers(0, 9, (n_genes, len(cells))).astype(np.float32)))
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(inputs=cell_files(), how=st.sampled_from(["inner", "outer"]))
+def test_row_merges_match_a_pandas_join(inputs: list[tuple[list[str], np.ndarray]], how: str) -> None:
+    """axis=0: the rows of files with the same cells, the columns matched on CellID."""
+    frames = [
+        pd.DataFrame(m, index=[f"f{i}_g{k}" for k in range(m.shape[0])], columns=cells)
+        for i, (cells, m) in enumerate(inputs)
+    ]
+    expected = pd.concat(frames, axis=0, join=how, sort=False).fillna(0)
+    with tempfile.TemporaryDirectory() as folder:
+        paths = []
+        for i, (cells, m) in enumerate(inputs):
+            path = os.path.join(folder, f"f{i}.loom")
+            loomfile.create(path, m, {"Gene": np.array([f"f{i}_g{k}" for k in range(m.shape[0])])},
+                            {"CellID": np.array(cells), "Weight": np.arange(len(cells), dtype=float)})
+            paths.append(path)
+        out = os.path.join(folder, "out.loom")
+        if expected.shape[1] == 0:
+            with pytest.raises(loomfile.LoomValueError, match="share no value"):
+                loomfile.combine(paths, out, axis=0, how=how)
+            return
+        loomfile.combine(paths, out, axis=0, how=how, sample_attr="Source")
+        with loomfile.connect(out, "r") as ds:
+            got = pd.DataFrame(ds[:, :], index=list(ds.ra.Gene), columns=list(ds.ca.CellID))
+            assert list(ds.ra.Source) == [f"f{i}" for i, (_, m) in enumerate(inputs) for _ in range(m.shape[0])]
+            first = dict(zip(inputs[0][0], range(len(inputs[0][0])), strict=True))
+            for cell, weight in zip(ds.ca.CellID, ds.ca.Weight, strict=True):  # from the first file holding it
+                holder = next(i for i, (cells, _) in enumerate(inputs) if cell in cells)
+                assert weight == (first[cell] if holder == 0 else inputs[holder][0].index(cell))
+    assert sorted(got.columns) == sorted(expected.columns)
+    pd.testing.assert_frame_equal(got.loc[expected.index, expected.columns], expected.astype(np.float32))
+
+
+def test_row_merge_strict_names_the_cells_that_differ(tmp_path: Path) -> None:
+    a, b = os.fspath(tmp_path / "a.loom"), os.fspath(tmp_path / "b.loom")
+    loomfile.create(a, np.ones((2, 3)), {"Gene": np.array(["x", "y"])}, {"CellID": np.array(["c1", "c2", "c3"])})
+    loomfile.create(b, np.ones((1, 3)), {"Gene": np.array(["ADT_CD3"])}, {"CellID": np.array(["c3", "c1", "c9"])})
+    with pytest.raises(loomfile.LoomValueError, match=r"Column attribute 'CellID' differs.*'c2'.*'c9'"):
+        loomfile.combine([a, b], os.fspath(tmp_path / "o.loom"), axis=0)
+    with loomfile.connect(a) as ds:
+        ds.layers["spliced"] = np.full((2, 3), 5.0)
+    with pytest.warns(UserWarning, match=r"b.loom has no layers \['spliced'\]: they are zeros"):
+        loomfile.combine([a, b], os.fspath(tmp_path / "o.loom"), axis=0, how="inner")
+    with loompy.connect(os.fspath(tmp_path / "o.loom"), "r") as ds:
+        assert list(ds.ca.CellID) == ["c1", "c3"] and list(ds.ra.Gene) == ["x", "y", "ADT_CD3"]
+        np.testing.assert_array_equal(ds.layers["spliced"][:, :], [[5, 5], [5, 5], [0, 0]])
+    with pytest.raises(loomfile.LoomValueError, match="unique_ids"):
+        loomfile.combine([a, b], os.fspath(tmp_path / "p.loom"), axis=0, unique_ids=True)

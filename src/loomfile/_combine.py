@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import _format as fmt
 from . import _memory, _ops, _progress
 from ._errors import LoomValueError
 from ._join import How, check_how, combine_joined
@@ -32,6 +33,7 @@ def combine(
     sample_attr: str | None = None,
     samples: Sequence[str] | None = None,
     unique_ids: bool = False,
+    axis: int = 1,
     progress: bool | None = None,
 ) -> None:
     """Concatenate Loom files along the columns into a new file (loompy's ``combine``).
@@ -57,6 +59,11 @@ def combine(
     unique_ids
         Prefix every CellID with its sample and ``":"`` (as the 10x importer names cells), so that
         cells of two runs of one sample stay distinct.
+    axis
+        1 (default): the files' columns one after another. 0: their rows one after another (the
+        same cells measured for other genes: split velocyto runs, antibody counts beside RNA),
+        the columns matched on the column attribute ``key`` (default ``"CellID"``) with ``how``;
+        ``sample_attr`` then names each row's file.
     file_attrs, batch_size, convert_attrs
         As loompy: global attributes added to the first file's, columns copied at a time, file
         attributes that differ between files turned into column attributes (strict only).
@@ -71,18 +78,26 @@ def combine(
     if len(files) == 0:
         msg = "The input file list was empty"
         raise LoomValueError(msg)
+    if axis not in (0, 1):
+        msg = f"axis must be 0 (rows) or 1 (columns), not {axis!r}"
+        raise LoomValueError(msg)
+    if axis == 0:
+        key = key or "CellID"
+        if unique_ids:
+            msg = "unique_ids makes CellIDs unique across files, which axis=0 matches on; it needs axis=1"
+            raise LoomValueError(msg)
     check_how(how, key)
     names = _sample_names(files, samples) if (sample_attr is not None or unique_ids) else []
-    total = _total_columns(files) if _progress.wanted(progress) else 0  # (opens every file once more)
-    with _progress.bar(total, "combine", progress, "columns") as tick:
-        if how == "strict":
+    total = _total(files, axis) if _progress.wanted(progress) else 0  # (opens every file once more)
+    with _progress.bar(total, "combine", progress, fmt.AXIS_NAMES[axis] + "s") as tick:
+        if how == "strict" and axis == 1:
             out = _combine(files, output_file, key, file_attrs, batch_size, convert_attrs, fill_values, tick)
         else:
             assert key is not None
-            out = combine_joined(files, output_file, key, how, file_attrs, fill_values, tick)
+            out = combine_joined(files, output_file, key, how, file_attrs, fill_values, tick, axis)
         try:
             if names:
-                _add_samples(out, files, names, sample_attr, unique_ids)
+                _add_samples(out, files, names, sample_attr, unique_ids, axis)
         except BaseException:
             out._abandon()
             raise
@@ -100,21 +115,23 @@ def _sample_names(files: Sequence[str], samples: Sequence[str] | None) -> list[s
 
 
 def _add_samples(
-    out: LoomConnection, files: Sequence[str], names: list[str], sample_attr: str | None, unique_ids: bool
+    out: LoomConnection, files: Sequence[str], names: list[str], sample_attr: str | None, unique_ids: bool, axis: int
 ) -> None:
-    """The sample column, and CellIDs made unique with the sample as prefix."""
+    """The sample attribute (of the columns, or of the rows with axis=0), and CellIDs made unique
+    with the sample as prefix."""
     from .connection import connect
 
     widths = []
     for path in files:
         with connect(path, "r", validate=False) as ds:
-            widths.append(ds.shape[1])
+            widths.append(ds.shape[axis])
     per_column = np.repeat(np.array(names, dtype=object), widths)
     if sample_attr is not None:
-        if sample_attr in out.ca:
-            msg = f"Column attribute {sample_attr!r} exists already; choose another sample_attr"
+        attrs = (out.ra, out.ca)[axis]
+        if sample_attr in attrs:
+            msg = f"{fmt.AXIS_NAMES[axis].capitalize()} attribute {sample_attr!r} exists already; choose another sample_attr"
             raise LoomValueError(msg)
-        out.ca[sample_attr] = per_column
+        attrs[sample_attr] = per_column
     if unique_ids:
         if "CellID" not in out.ca:
             msg = "unique_ids=True prefixes CellIDs, but the files have no CellID column attribute"
@@ -123,13 +140,13 @@ def _add_samples(
         out.ca["CellID"] = np.array([f"{s}:{c}" for s, c in zip(per_column, ids, strict=True)], dtype=object)
 
 
-def _total_columns(files: list[str]) -> int:
+def _total(files: list[str], axis: int) -> int:
     from .connection import connect
 
     total = 0
     for path in files:
         with connect(path, "r", validate=False) as ds:
-            total += ds.shape[1]
+            total += ds.shape[axis]
     return total
 
 

@@ -10,9 +10,14 @@ loompy refuses (or, in combine_faster, misaligns). Here the rows of the output a
 
 Row attributes come from the first file holding each row (an attribute some file lacks is filled
 with zeros or empty strings for the rows only that file holds). Column attributes are concatenated
-as in ``combine`` (dropped, with a warning, where a file lacks them, unless ``fill_values``).
-Layers are read a band of columns at a time and written into the output's rows, so memory stays
-at one band of the output's height.
+as in ``combine`` (dropped, with a warning, where a file lacks them, unless ``fill_values``). A
+layer some file lacks is zeros for that file's part, with a warning. Layers are read a band of
+columns at a time and written into the output's rows, so memory stays at one band of the output's
+height. Graphs are not combined (a warning says so).
+
+``axis=0`` is the same with the axes swapped: the files' rows one after another (the same cells
+measured for other genes: split velocyto runs, antibody counts beside RNA), their columns joined
+on a column attribute (``CellID``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from . import _format as fmt
 from ._errors import LoomValueError
 from ._ops import BAND_BYTES, aligned_bands, key_ordering
 from ._progress import Tick
@@ -36,17 +42,24 @@ How = Literal["strict", "inner", "outer"]
 HOWS = ("strict", "inner", "outer")
 
 
-def joined_keys(keys: Sequence[np.ndarray], how: How, key: str, files: Sequence[str]) -> list[Any]:
-    """The output's key values, in order (see the module docstring); unique keys in every file."""
+def joined_keys(
+    keys: Sequence[np.ndarray], how: How, key: str, files: Sequence[str], word: str = "row"
+) -> list[Any]:
+    """The output's key values, in order (see the module docstring); unique keys in every file.
+    ``strict``: the same values in every file (an error naming those that differ), the first's order."""
     for values, path in zip(keys, files, strict=True):
-        key_ordering(values, values, key, path)  # (an error naming repeated values)
+        key_ordering(values, values, key, path, word)  # (an error naming repeated values)
+    if how == "strict":
+        for values, path in zip(keys[1:], files[1:], strict=True):
+            key_ordering(keys[0], values, key, path, word)
+        return list(keys[0].tolist())
     if how == "inner":
         shared = set(keys[0].tolist())
         for values in keys[1:]:
             shared &= set(values.tolist())
         result = [v for v in keys[0].tolist() if v in shared]
         if not result:
-            msg = f"The files share no value of row attribute {key!r}: an inner join would have no rows"
+            msg = f"The files share no value of {word} attribute {key!r}: an inner join would be empty"
             raise LoomValueError(msg)
         return result
     seen: set[Any] = set()
@@ -67,40 +80,52 @@ def combine_joined(
     file_attrs: Mapping[str, Any] | None,
     fill_values: Any,
     tick: Tick,
+    axis: int = 1,
 ) -> LoomConnection:
     """Write the joined file (see the module docstring) and return it open, for the caller to add
-    sample columns and close."""
+    sample columns and close. ``axis=1`` concatenates the files' columns and joins their rows on
+    the row attribute ``key``; ``axis=0`` concatenates their rows (the same cells measured for
+    other genes) and joins their columns on the column attribute ``key``."""
     from .connection import connect, new
 
+    joined = 1 - axis  # the axis whose items are matched by key
+    word = fmt.AXIS_NAMES[joined]
     with contextlib.ExitStack() as stack:
         sources = [stack.enter_context(connect(path, "r")) for path in files]
-        for ds, path in zip(sources, files, strict=True):
-            if key not in ds.ra:
-                msg = f"{path} has no row attribute {key!r} to join on (it has {ds.ra.keys()})"
+        managers = [(ds.ra, ds.ca)[joined] for ds in sources]
+        for attrs, path in zip(managers, files, strict=True):
+            if key not in attrs:
+                msg = f"{path} has no {word} attribute {key!r} to join on (it has {attrs.keys()})"
                 raise LoomValueError(msg)
-        keys = [ds.ra[key] for ds in sources]
-        order = joined_keys(keys, how, key, files)
+        keys = [attrs[key] for attrs in managers]
+        order = joined_keys(keys, how, key, files, word)
         where = {v: i for i, v in enumerate(order)}
-        # for each file: its rows kept, and their rows in the output
+        # for each file: its items kept on the joined axis, and their places in the output
         placements = []
         for values in keys:
-            out_rows = np.fromiter((where.get(v, -1) for v in values.tolist()), dtype=np.intp, count=values.size)
-            kept = np.flatnonzero(out_rows >= 0)
-            placements.append((kept, out_rows[kept]))
+            places = np.fromiter((where.get(v, -1) for v in values.tolist()), dtype=np.intp, count=values.size)
+            kept = np.flatnonzero(places >= 0)
+            placements.append((kept, places[kept]))
         layers = _layer_dtypes(sources, files)
-        n_rows, n_cols = len(order), sum(ds.shape[1] for ds in sources)
+        shape = [0, 0]
+        shape[joined], shape[axis] = len(order), sum(ds.shape[axis] for ds in sources)
+        if any(len(g.keys()) for ds in sources for g in (ds.row_graphs, ds.col_graphs)):
+            warn("graphs are not combined by a join; the output has none (combine them from the inputs if needed)")
         out = new(output_file, file_attrs={**dict(sources[0].attrs.items()), **dict(file_attrs or {})})
         try:
             for name in sorted(layers, key=lambda k: k != ""):
-                out._store.create_layer(name, (n_rows, n_cols), layers[name])
+                out._store.create_layer(name, (shape[0], shape[1]), layers[name])
             at = 0
-            for ds, (kept, rows) in zip(sources, placements, strict=True):
-                _place_columns(ds, out, kept, rows, at, layers, tick)
-                at += ds.shape[1]
-            for name, values in _row_attrs(sources, placements, n_rows).items():
-                out.ra[name] = values
-            for name, values in _col_attrs(sources, fill_values).items():
-                out.ca[name] = values
+            for ds, (kept, places) in zip(sources, placements, strict=True):
+                _place(ds, out, kept, places, at, axis, layers, tick)
+                at += ds.shape[axis]
+            out_joined, out_concatenated = ((out.ra, out.ca)[joined], (out.ra, out.ca)[axis])
+            for name, values in _joined_attrs(managers, placements, len(order), word).items():
+                out_joined[name] = values
+            concatenated = [(ds.ra, ds.ca)[axis] for ds in sources]
+            sizes = [ds.shape[axis] for ds in sources]
+            for name, values in _concatenated_attrs(concatenated, sizes, fill_values, fmt.AXIS_NAMES[axis]).items():
+                out_concatenated[name] = values
         except BaseException:
             out._abandon()
             raise
@@ -108,99 +133,118 @@ def combine_joined(
 
 
 def _layer_dtypes(sources: Sequence[LoomConnection], files: Sequence[str]) -> dict[str, np.dtype[Any]]:
-    """Each layer's dtype in the output: the common type of the files' (all must have the layer)."""
-    names = sources[0].layers.keys()
+    """Every layer of any file, with the common type of the files' that have it. A file without a
+    layer contributes zeros to it, with a warning naming both."""
+    names: list[str] = []
+    for ds in sources:
+        names += [n for n in ds.layers.keys() if n not in names]
     for ds, path in zip(sources, files, strict=True):
-        if sorted(ds.layers.keys()) != sorted(names):
-            msg = f"{path} has layers {sorted(ds.layers.keys())}, the first file {sorted(names)}; combine needs the same"
-            raise LoomValueError(msg)
-    return {name: np.result_type(*(np.dtype(ds.layers[name].dtype) for ds in sources)) for name in names}
+        missing = [n for n in names if n not in ds.layers]
+        if missing:
+            warn(f"{path} has no layers {missing}: they are zeros for its part of the output")
+    return {
+        name: np.result_type(*(np.dtype(ds.layers[name].dtype) for ds in sources if name in ds.layers))
+        for name in names
+    }
 
 
-def _place_columns(
+def _place(
     ds: LoomConnection,
     out: LoomConnection,
     kept: np.ndarray,
-    rows: np.ndarray,
+    places: np.ndarray,
     at: int,
+    axis: int,
     layers: Mapping[str, np.dtype[Any]],
     tick: Tick,
 ) -> None:
-    """The file's ``kept`` rows into the output's ``rows``, from column ``at`` on, a band at a time:
-    each band is the output's full height (zeros where the file has no row), written as one block."""
-    n_rows, n_cols = out.shape
-    chunk = (out._store.layer("").chunks or (1, 1))[1]
-    width = max(chunk, BAND_BYTES // max(1, n_rows * sum(d.itemsize for d in layers.values())) // chunk * chunk)
-    source_rows = AxisSelection(ds.shape[0], kept)
-    every_row = AxisSelection.full(n_rows)
-    for band in aligned_bands(ds.shape[1], at, width, chunk):
-        cols = AxisSelection.from_key(band, ds.shape[1], 1)
-        dst = AxisSelection.from_key(slice(at + band.start, at + band.stop), n_cols, 1)
+    """The file's ``kept`` items of the joined axis into the output's ``places``, its items of
+    ``axis`` from ``at`` on, a band at a time: each band spans the output's whole joined axis (zeros
+    where the file has no item), written as one block."""
+    joined = 1 - axis
+    n_joined = out.shape[joined]
+    chunk = (out._store.layer("").chunks or (1, 1))[axis]
+    width = max(chunk, BAND_BYTES // max(1, n_joined * sum(d.itemsize for d in layers.values())) // chunk * chunk)
+    source_kept = AxisSelection(ds.shape[joined], kept)
+    everything = AxisSelection.full(n_joined)
+    for band in aligned_bands(ds.shape[axis], at, width, chunk):
+        part = AxisSelection.from_key(band, ds.shape[axis], axis)
+        dst = AxisSelection.from_key(slice(at + band.start, at + band.stop), out.shape[axis], axis)
         for name, dtype in layers.items():
-            block = np.zeros((n_rows, band.stop - band.start), dtype=dtype)
-            block[rows] = ds._store.read_layer(name, source_rows, cols)
-            out._store.write_layer(name, every_row, dst, block)
+            if name not in ds.layers:
+                continue  # (the layer was created as zeros)
+            if axis == 1:
+                block = np.zeros((n_joined, band.stop - band.start), dtype=dtype)
+                block[places] = ds._store.read_layer(name, source_kept, part)
+                out._store.write_layer(name, everything, dst, block)
+            else:
+                block = np.zeros((band.stop - band.start, n_joined), dtype=dtype)
+                block[:, places] = ds._store.read_layer(name, part, source_kept)
+                out._store.write_layer(name, dst, everything, block)
         tick(band.stop - band.start)
 
 
-def _row_attrs(
-    sources: Sequence[LoomConnection], placements: Sequence[tuple[np.ndarray, np.ndarray]], n_rows: int
+def _joined_attrs(
+    managers: Sequence[Any], placements: Sequence[tuple[np.ndarray, np.ndarray]], n: int, word: str
 ) -> dict[str, np.ndarray]:
-    """Every row attribute of any file, each row's value from the first file holding that row;
-    zeros or empty strings where no file holding the row has the attribute. An attribute whose
-    shape beyond the rows differs between files is dropped, with a warning."""
+    """Every attribute of the joined axis in any file, each item's value from the first file
+    holding that item; zeros or empty strings where no file holding it has the attribute. One whose
+    shape beyond the items differs between files is dropped, with a warning."""
     names: list[str] = []
-    for ds in sources:
-        names += [n for n in ds.ra.keys() if n not in names]
+    for attrs in managers:
+        names += [k for k in attrs.keys() if k not in names]
     result: dict[str, np.ndarray] = {}
     dropped = []
     for name in names:
-        parts = [(ds.ra[name], kept, rows) for ds, (kept, rows) in zip(sources, placements, strict=True) if name in ds.ra]
+        parts = [(attrs[name], kept, places) for attrs, (kept, places) in zip(managers, placements, strict=True)
+                 if name in attrs]
         trailing = {values.shape[1:] for values, _, _ in parts}
         if len(trailing) > 1:
             dropped.append(name)
             continue
         dtype = np.result_type(*(values.dtype for values, _, _ in parts))
-        filled = np.full((n_rows, *trailing.pop()), "" if dtype.kind == "O" else 0, dtype=dtype)
-        done = np.zeros(n_rows, dtype=bool)
-        for values, kept, rows in parts:
-            new = ~done[rows]
-            filled[rows[new]] = values[kept[new]]
-            done[rows] = True
+        filled = np.full((n, *trailing.pop()), "" if dtype.kind == "O" else 0, dtype=dtype)
+        done = np.zeros(n, dtype=bool)
+        for values, kept, places in parts:
+            new = ~done[places]
+            filled[places[new]] = values[kept[new]]
+            done[places] = True
         result[name] = filled
     if dropped:
-        warn(f"row attributes of different shapes in different files were dropped: {dropped}")
+        warn(f"{word} attributes of different shapes in different files were dropped: {dropped}")
     return result
 
 
-def _col_attrs(sources: Sequence[LoomConnection], fill_values: Any) -> dict[str, np.ndarray]:
-    """The column attributes concatenated, as ``combine`` does: one a file lacks is dropped with a
-    warning, or filled with ``fill_values`` (``"auto"``: zeros, empty strings)."""
+def _concatenated_attrs(
+    managers: Sequence[Any], sizes: Sequence[int], fill_values: Any, word: str
+) -> dict[str, np.ndarray]:
+    """The attributes of the concatenated axis, file after file, as ``combine`` does: one a file
+    lacks is dropped with a warning, or filled with ``fill_values`` (``"auto"``: zeros, empty strings)."""
     names: list[str] = []
-    for ds in sources:
-        names += [n for n in ds.ca.keys() if n not in names]
+    for attrs in managers:
+        names += [n for n in attrs.keys() if n not in names]
     result: dict[str, np.ndarray] = {}
     dropped = []
     for name in names:
-        having = [ds.ca[name] for ds in sources if name in ds.ca]
-        if len(having) < len(sources) and fill_values is None:
+        having = [attrs[name] for attrs in managers if name in attrs]
+        if len(having) < len(managers) and fill_values is None:
             dropped.append(name)
             continue
         like = having[0]
         parts = []
-        for ds in sources:
-            if name in ds.ca:
-                parts.append(ds.ca[name])
+        for attrs, size in zip(managers, sizes, strict=True):
+            if name in attrs:
+                parts.append(attrs[name])
                 continue
             value = ("" if like.dtype.kind == "O" else 0) if fill_values == "auto" else fill_values[name]
-            parts.append(np.full((ds.shape[1], *like.shape[1:]), value, dtype=like.dtype))
+            parts.append(np.full((size, *like.shape[1:]), value, dtype=like.dtype))
         if len({p.shape[1:] for p in parts}) > 1:
             dropped.append(name)
             continue
         result[name] = np.concatenate(parts)
     if dropped:
         warn(
-            f"column attributes not present in every file were dropped: {dropped} "
+            f"{word} attributes not present in every file were dropped: {dropped} "
             "(pass fill_values to keep them, e.g. fill_values='auto' for zeros and empty strings)"
         )
     return result

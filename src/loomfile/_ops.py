@@ -290,7 +290,9 @@ def _column_parts(matrix: Any, column_bytes: int, chunk: int, at: int) -> Iterat
         yield band.start, matrix[:, band].toarray()
 
 
-def key_ordering(this: np.ndarray, other: np.ndarray, key: str, other_name: str = "the other file") -> np.ndarray:
+def key_ordering(
+    this: np.ndarray, other: np.ndarray, key: str, other_name: str = "the other file", word: str = "row"
+) -> np.ndarray:
     """Positions in ``other`` of each value of ``this`` (both unique keys), or a clear error naming
     the values that differ.
 
@@ -302,7 +304,7 @@ def key_ordering(this: np.ndarray, other: np.ndarray, key: str, other_name: str 
         if len(set(values)) != len(values):
             repeated = sorted(v for v, n in collections.Counter(values).items() if n > 1)
             msg = (
-                f"Row attribute {key!r} must have unique values to align rows; {whose} repeats "
+                f"{word.capitalize()} attribute {key!r} must have unique values to align on; {whose} repeats "
                 f"{len(repeated)} (e.g. {repeated[:3]})"
             )
             raise LoomValueError(msg)
@@ -310,7 +312,7 @@ def key_ordering(this: np.ndarray, other: np.ndarray, key: str, other_name: str 
     extra = sorted(set(theirs) - set(mine))
     if missing or extra:
         msg = (
-            f"Row attribute {key!r} differs between the files: {len(missing)} values only in the target "
+            f"{word.capitalize()} attribute {key!r} differs between the files: {len(missing)} values only in the target "
             f"(e.g. {sorted(missing)[:3]}), {len(extra)} only in {other_name} (e.g. {extra[:3]})"
         )
         raise LoomValueError(msg)

@@ -181,6 +181,9 @@ def validate(files: tuple[str, ...], quiet: bool, deep: bool) -> None:
               "(default: drop them, with a warning).")
 @click.option("--sample-attr", default=None, help="Add a column attribute naming each cell's file (e.g. SampleID).")
 @click.option("--unique-ids", is_flag=True, help="Prefix each CellID with its file's name and ':'.")
+@click.option("--axis", type=click.IntRange(0, 1), default=1, show_default=True,
+              help="1: the files' columns one after another; 0: their rows (the same cells with other "
+              "genes), the columns matched on --key (default CellID).")
 @_force_option
 @_progress_option
 def combine(
@@ -192,10 +195,11 @@ def combine(
     fill_missing: bool,
     sample_attr: str | None,
     unique_ids: bool,
+    axis: int,
     force: bool,
     progress: bool | None,
 ) -> None:
-    """Concatenate the columns of the Loom files INPUTS into a new file (-o OUTPUT)."""
+    """Concatenate the Loom files INPUTS into a new file (-o OUTPUT): their columns, or their rows."""
     from ._combine import combine as combine_files
 
     target = _checked_output(output, list(inputs), force)
@@ -208,6 +212,7 @@ def combine(
         fill_values="auto" if fill_missing else None,
         sample_attr=sample_attr,
         unique_ids=unique_ids,
+        axis=axis,
         progress=progress,
     )
     click.echo(f"wrote {output}")
