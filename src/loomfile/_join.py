@@ -132,12 +132,18 @@ def combine_joined(
         return out
 
 
+def _every_name(managers: Sequence[Any]) -> list[str]:
+    """The names in any of the managers (layers, attributes), in the order they first appear."""
+    names: list[str] = []
+    for manager in managers:
+        names += [n for n in manager.keys() if n not in names]
+    return names
+
+
 def _layer_dtypes(sources: Sequence[LoomConnection], files: Sequence[str]) -> dict[str, np.dtype[Any]]:
     """Every layer of any file, with the common type of the files' that have it. A file without a
     layer contributes zeros to it, with a warning naming both."""
-    names: list[str] = []
-    for ds in sources:
-        names += [n for n in ds.layers.keys() if n not in names]
+    names = _every_name([ds.layers for ds in sources])
     for ds, path in zip(sources, files, strict=True):
         missing = [n for n in names if n not in ds.layers]
         if missing:
@@ -190,9 +196,7 @@ def _joined_attrs(
     """Every attribute of the joined axis in any file, each item's value from the first file
     holding that item; zeros or empty strings where no file holding it has the attribute. One whose
     shape beyond the items differs between files is dropped, with a warning."""
-    names: list[str] = []
-    for attrs in managers:
-        names += [k for k in attrs.keys() if k not in names]
+    names = _every_name(managers)
     result: dict[str, np.ndarray] = {}
     dropped = []
     for name in names:
@@ -220,9 +224,7 @@ def _concatenated_attrs(
 ) -> dict[str, np.ndarray]:
     """The attributes of the concatenated axis, file after file, as ``combine`` does: one a file
     lacks is dropped with a warning, or filled with ``fill_values`` (``"auto"``: zeros, empty strings)."""
-    names: list[str] = []
-    for attrs in managers:
-        names += [n for n in attrs.keys() if n not in names]
+    names = _every_name(managers)
     result: dict[str, np.ndarray] = {}
     dropped = []
     for name in names:

@@ -29,14 +29,14 @@ from ._warn import warn
 from .attributes import AttributeManager, GlobalAttributeManager
 from .graphs import GraphManager
 from .layers import LayerManager, check_layer_value
-from .view import LoomView, ViewManager, make_view
+from .view import AnnDataExport, LoomView, ViewManager, make_view
 
 Mode = Literal["r", "r+"]
 LOCK_POLL_SECONDS = 0.05  # connect(timeout=...): how often a locked file is tried again
 SCAN_WHAT = ("col_attrs", "row_attrs", "layers", "col_graphs", "row_graphs")
 
 
-class LoomConnection(LoompyAliases):
+class LoomConnection(AnnDataExport, LoompyAliases):
     """A connection to a Loom file: layers, attributes, graphs and views, like loompy's.
 
     Use it as a context manager::
@@ -191,47 +191,6 @@ class LoomConnection(LoompyAliases):
     def to_dask(self, layer: str = "", *, axis: int = 1, block: int | None = None) -> Any:
         """The main matrix (or ``layer``) as a lazy ``dask.array`` (see :meth:`LoomLayer.to_dask`)."""
         return self.layers[layer].to_dask(axis=axis, block=block)
-
-    def to_anndata(
-        self,
-        *,
-        layers: Iterable[str] | None = None,
-        sparse: bool = True,
-        X_name: str | None = None,
-        obs_names: str | None = "CellID",
-        var_names: str | None = "Gene",
-        dtype: Any = "float32",
-        obsm_mapping: Mapping[str, Iterable[str]] | None = None,
-        varm_mapping: Mapping[str, Iterable[str]] | None = None,
-        cleanup: bool = False,
-    ) -> Any:
-        """The file as an ``anndata.AnnData`` (cells x genes), mapped as ``anndata.io.read_loom`` does.
-
-        ``X`` is "spliced" when present (else the main matrix; ``X_name`` picks another layer),
-        sparse CSR unless ``sparse=False``, cast to ``dtype``; ``obs_names``/``var_names`` name the
-        attributes holding cell and gene names; ``layers`` picks the layers; ``obsm_mapping`` /
-        ``varm_mapping`` stack 1-D attributes into ``obsm``/``varm``; ``cleanup`` moves constant
-        columns into ``uns``. Every parameter: :func:`loomfile.io.anndata.to_anndata`; the mapping:
-        docs/anndata.md.
-
-        Examples
-        --------
-        >>> adata = ds.to_anndata(X_name="", obs_names="Barcode")
-        """
-        from .io.anndata import to_anndata
-
-        return to_anndata(
-            self,
-            layers=layers,
-            sparse=sparse,
-            X_name=X_name,
-            obs_names=obs_names,
-            var_names=var_names,
-            dtype=dtype,
-            obsm_mapping=obsm_mapping,
-            varm_mapping=varm_mapping,
-            cleanup=cleanup,
-        )
 
     # --- timestamps ---------------------------------------------------------------------------------
 

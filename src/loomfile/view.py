@@ -84,6 +84,53 @@ def make_view(
     return LoomView(lm, ra, ca, rg, cg, filename=source.filename, file_attrs=source.attrs.snapshot())
 
 
+class AnnDataExport:
+    """``to_anndata()`` for connections and views (one signature, for ``help()``; the work is in
+    :mod:`loomfile.io.anndata`)."""
+
+    def to_anndata(
+        self,
+        *,
+        layers: Iterable[str] | None = None,
+        sparse: bool = True,
+        X_name: str | None = None,
+        obs_names: str | None = "CellID",
+        var_names: str | None = "Gene",
+        dtype: Any = "float32",
+        obsm_mapping: Mapping[str, Iterable[str]] | None = None,
+        varm_mapping: Mapping[str, Iterable[str]] | None = None,
+        cleanup: bool = False,
+    ) -> Any:
+        """The file (or view) as an ``anndata.AnnData`` (cells x genes), mapped as ``anndata.io.read_loom`` does.
+
+        ``X`` is "spliced" when present (else the main matrix; ``X_name`` picks another layer),
+        sparse CSR unless ``sparse=False``, cast to ``dtype``; ``obs_names``/``var_names`` name the
+        attributes holding cell and gene names; ``layers`` picks the layers; ``obsm_mapping`` /
+        ``varm_mapping`` stack 1-D attributes into ``obsm``/``varm``; ``cleanup`` moves constant
+        columns into ``uns``. Every parameter: :func:`loomfile.io.anndata.to_anndata`; the mapping:
+        docs/anndata.md.
+
+        Examples
+        --------
+        >>> adata = ds.to_anndata(X_name="", obs_names="Barcode")
+        """
+        from .io.anndata import to_anndata
+
+        source: Sliceable = self  # type: ignore[assignment]  # (only Sliceable classes mix this in)
+        return to_anndata(
+            source,
+            layers=layers,
+            sparse=sparse,
+            X_name=X_name,
+            obs_names=obs_names,
+            var_names=var_names,
+            dtype=dtype,
+            obsm_mapping=obsm_mapping,
+            varm_mapping=varm_mapping,
+            cleanup=cleanup,
+        )
+
+
 class ViewManager:
     """``ds.view[rows, cols]`` creates a :class:`LoomView`."""
 
@@ -98,7 +145,7 @@ class ViewManager:
         return make_view(self._source, rows, cols)
 
 
-class LoomView:
+class LoomView(AnnDataExport):
     """An in-memory slice of a Loom file, with the same read interface as a connection.
 
     Created by ``ds.view[rows, cols]`` or yielded by ``ds.scan(...)``; it keeps working after the
@@ -151,47 +198,6 @@ class LoomView:
 
     def _repr_html_(self) -> str:
         return to_html(self)
-
-    def to_anndata(
-        self,
-        *,
-        layers: Iterable[str] | None = None,
-        sparse: bool = True,
-        X_name: str | None = None,
-        obs_names: str | None = "CellID",
-        var_names: str | None = "Gene",
-        dtype: Any = "float32",
-        obsm_mapping: Mapping[str, Iterable[str]] | None = None,
-        varm_mapping: Mapping[str, Iterable[str]] | None = None,
-        cleanup: bool = False,
-    ) -> Any:
-        """The view as an ``anndata.AnnData`` (cells x genes), mapped as ``anndata.io.read_loom`` does.
-
-        ``X`` is "spliced" when present (else the main matrix; ``X_name`` picks another layer),
-        sparse CSR unless ``sparse=False``, cast to ``dtype``; ``obs_names``/``var_names`` name the
-        attributes holding cell and gene names; ``layers`` picks the layers; ``obsm_mapping`` /
-        ``varm_mapping`` stack 1-D attributes into ``obsm``/``varm``; ``cleanup`` moves constant
-        columns into ``uns``. Every parameter: :func:`loomfile.io.anndata.to_anndata`; the mapping:
-        docs/anndata.md.
-
-        Examples
-        --------
-        >>> adata = ds.to_anndata(X_name="", obs_names="Barcode")
-        """
-        from .io.anndata import to_anndata
-
-        return to_anndata(
-            self,
-            layers=layers,
-            sparse=sparse,
-            X_name=X_name,
-            obs_names=obs_names,
-            var_names=var_names,
-            dtype=dtype,
-            obsm_mapping=obsm_mapping,
-            varm_mapping=varm_mapping,
-            cleanup=cleanup,
-        )
 
     def permute(self, ordering: Any, *, axis: int) -> None:
         """Reorder the view's rows (axis 0) or columns (axis 1) in memory."""
