@@ -186,5 +186,10 @@ def test_row_merge_strict_names_the_cells_that_differ(tmp_path: Path) -> None:
     with loompy.connect(os.fspath(tmp_path / "o.loom"), "r") as ds:
         assert list(ds.ca.CellID) == ["c1", "c3"] and list(ds.ra.Gene) == ["x", "y", "ADT_CD3"]
         np.testing.assert_array_equal(ds.layers["spliced"][:, :], [[5, 5], [5, 5], [0, 0]])
+    with loomfile.connect(a) as ds:
+        ds.ra.Accession = np.array(["E1", "E2"])
+    loomfile.combine([a, b], os.fspath(tmp_path / "o.loom"), axis=0, how="inner")  # (replaced)
+    with loomfile.connect(os.fspath(tmp_path / "o.loom"), "r") as ds:  # kept: empty for the antibody
+        assert list(ds.ra.Accession) == ["E1", "E2", ""]
     with pytest.raises(loomfile.LoomValueError, match="unique_ids"):
         loomfile.combine([a, b], os.fspath(tmp_path / "p.loom"), axis=0, unique_ids=True)

@@ -63,7 +63,8 @@ def combine(
         1 (default): the files' columns one after another. 0: their rows one after another (the
         same cells measured for other genes: split velocyto runs, antibody counts beside RNA),
         the columns matched on the column attribute ``key`` (default ``"CellID"``) with ``how``;
-        ``sample_attr`` then names each row's file.
+        ``sample_attr`` then names each row's file, and a row attribute some files lack is kept,
+        zeros or empty strings for their rows (``fill_values="auto"`` is the default).
     file_attrs, batch_size, convert_attrs
         As loompy: global attributes added to the first file's, columns copied at a time, file
         attributes that differ between files turned into column attributes (strict only).
@@ -83,6 +84,9 @@ def combine(
         raise LoomValueError(msg)
     if axis == 0:
         key = key or "CellID"
+        # no loompy behaviour to keep here: a row attribute one file lacks (an antibody file has no
+        # Accession) is kept, empty for that file's rows, rather than dropped for every gene
+        fill_values = "auto" if fill_values is None else fill_values
         if unique_ids:
             msg = "unique_ids makes CellIDs unique across files, which axis=0 matches on; it needs axis=1"
             raise LoomValueError(msg)
