@@ -343,6 +343,15 @@ def test_every_10x_feature_field_is_kept(tmp_path: Path) -> None:
                             ("read", [b"", b"", b"R2", b"R2"]), ("sequence", [b"", b"", b"CTCATTGTAACTCCT", b"TGTTCCCGCTCAACT"])):
             features.create_dataset(key, data=np.array(values))
     path = loomfile.create_from_cellranger(os.fspath(h5), os.fspath(tmp_path))
+    antibodies_only = loomfile.create_from_cellranger(
+        os.fspath(h5), os.fspath(tmp_path), feature_types=["Antibody Capture"]
+    )
+    assert os.path.basename(antibodies_only) == "cite-Antibody_Capture.loom"
+    with loomfile.connect(antibodies_only, "r") as ds:
+        assert list(ds.ra.Gene) == ["CD3_TotalSeqB", "CD4_TotalSeqB"]
+        np.testing.assert_array_equal(ds[:, :], counts.toarray()[2:])
+    with pytest.raises(loomfile.LoomValueError, match=r"no features of type \['CRISPR'\].*'Antibody Capture'"):
+        loomfile.create_from_cellranger(os.fspath(h5), os.fspath(tmp_path), feature_types=["CRISPR"])
     with loomfile.connect(path, "r") as ds:
         assert list(ds.ra.FeatureType) == ["Gene Expression"] * 2 + ["Antibody Capture"] * 2
         assert list(ds.ra.Genome) == ["GRCh38"] * 4

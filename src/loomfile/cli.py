@@ -224,10 +224,18 @@ def combine(
 @click.option("--genome", default=None, help="Genome to import from a cellranger v2 matrix.")
 @click.option("--source", type=click.Choice(["auto", "mtx", "h5"]), default="auto", show_default=True,
               help="The matrix to read: the matrix-market folder, the 10x HDF5 file, or whichever exists.")
+@click.option("--feature-type", "feature_types", multiple=True,
+              help="Keep only the features of this type (e.g. 'Antibody Capture'); repeat for several.")
 @_force_option
 @_progress_option
 def from_10x(
-    source_path: str, output: str | None, genome: str | None, source: str, force: bool, progress: bool | None
+    source_path: str,
+    output: str | None,
+    genome: str | None,
+    source: str,
+    feature_types: tuple[str, ...],
+    force: bool,
+    progress: bool | None,
 ) -> None:
     """Import 10x cellranger output into a Loom file.
 
@@ -236,15 +244,18 @@ def from_10x(
     <sample>_filtered_feature_bc_matrix.h5). v2 and v3+ layouts, gzipped or not.
     """
     from .io import create_from_cellranger
-    from .io.cellranger import locate
+    from .io.cellranger import file_stem, locate
 
+    types = list(feature_types) or None
     if output is None:
         folder = os.path.dirname(os.path.abspath(source_path)) if os.path.isfile(source_path) else source_path
-        output = os.path.join(folder, f"{locate(source_path).sample}.loom")
+        output = os.path.join(folder, f"{file_stem(locate(source_path).sample, types)}.loom")
     target = _checked_output(output, [source_path], force)
     # The importer names its file after the sample; build it aside, then move it to OUTPUT.
     with tempfile.TemporaryDirectory(dir=os.path.dirname(target), prefix=".loomfile-") as aside:
-        built = create_from_cellranger(source_path, aside, genome, source=source, progress=progress)  # type: ignore[arg-type]
+        built = create_from_cellranger(
+            source_path, aside, genome, source=source, feature_types=types, progress=progress  # type: ignore[arg-type]
+        )
         shutil.move(built, target)
     click.echo(f"wrote {output}")
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -391,6 +391,27 @@ class ColumnBands:
             self.writer.shutdown(wait=True)
 
 
+def file_stem(sample: str, feature_types: Sequence[str] | None) -> str:
+    """The name of the file made for ``sample`` (with only ``feature_types``, when given)."""
+    if feature_types is None:
+        return sample
+    return f"{sample}-" + "+".join(t.replace(" ", "_") for t in feature_types)
+
+
+def _rows_of_types(counts: Counts, wanted: list[str]) -> np.ndarray:
+    """The rows whose feature type is one of ``wanted`` (all rows are "Gene Expression" in a v2
+    matrix, which lists no types); an error naming the types present when one is not."""
+    types = counts.features.get("FeatureType")
+    if types is None:
+        types = np.full(counts.shape[0], "Gene Expression", dtype=object)
+    present = sorted(set(types.tolist()))
+    unknown = [t for t in wanted if t not in present]
+    if unknown or not wanted:
+        msg = f"'{counts.where}' has no features of type {unknown or wanted}; its types: {present}"
+        raise LoomValueError(msg)
+    return np.flatnonzero(np.isin(types, wanted))
+
+
 def _check_lengths(counts: Counts, col_attrs: Mapping[str, np.ndarray]) -> None:
     """Raise unless the genes, cells and analysis values match the matrix's shape."""
     checks = [("genes", counts.accession.size, 0)]
@@ -447,6 +468,7 @@ def create_from_cellranger(
     selected_cellids: list[str] | None = None,
     *,
     source: Source = "auto",
+    feature_types: Sequence[str] | None = None,
     progress: bool | None = None,
 ) -> str:
     """Create ``{outdir}/{sample}.loom`` from cellranger output; return its path.
@@ -466,7 +488,12 @@ def create_from_cellranger(
 
         ``source`` chooses the matrix: ``"auto"`` (a matrix-market folder, else a 10x HDF5 file; see
         the module docstring), ``"mtx"`` or ``"h5"``. The matrix is read and written a band of columns
-    at a time, never whole.
+        at a time, never whole.
+
+        ``feature_types`` keeps only the rows of those types (``["Antibody Capture"]`` for the
+        antibodies of a CITE-seq run), in ``{outdir}/{sample}-{types}.loom``: call once per type to
+        split a multi-modal run into files (or keep one file and select on the ``FeatureType`` row
+        attribute).
 
         Examples
         --------
@@ -487,7 +514,13 @@ def create_from_cellranger(
     if selected_cellids is not None:
         keep = np.isin(col_attrs["CellID"], np.asarray(selected_cellids, dtype=object))
         col_attrs = {k: v[keep] for k, v in col_attrs.items()}
-    shape = (counts.shape[0], col_attrs["CellID"].shape[0])
+    rows = None
+    name = file_stem(sample, None)
+    if feature_types is not None:
+        rows = _rows_of_types(counts, list(feature_types))
+        row_attrs = {k: v[rows] for k, v in row_attrs.items()}
+        name = file_stem(sample, feature_types)
+    shape = (counts.shape[0] if rows is None else int(rows.size), col_attrs["CellID"].shape[0])
     if 0 in shape:
         msg = f"'{counts.where}' gives a matrix of shape {shape}; Loom needs at least one row and one column"
         raise LoomValueError(msg)
@@ -495,9 +528,9 @@ def create_from_cellranger(
     def fill(dset: h5py.Dataset) -> None:
         with ColumnBands(dset, keep) as bands:
             for first, piece in counts.pieces():
-                bands.put(first, piece)
+                bands.put(first, piece if rows is None else piece[rows])
 
-    path = os.path.join(outdir, f"{sample}.loom")
+    path = os.path.join(outdir, f"{name}.loom")
     with new(path, file_attrs=_file_attrs(where.run, counts.genome, file_attrs)) as ds:
         ds._store.create_layer("", shape, fmt.check_matrix_dtype(counts.dtype, "The matrix"), fill=fill)
         for name, values in row_attrs.items():
