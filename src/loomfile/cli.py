@@ -122,6 +122,7 @@ def combine(output: str, inputs: tuple[str, ...], key: str | None, batch_size: i
 @_progress_option
 def from_10x(folder: str, output: str | None, genome: str | None, source: str, progress: bool | None) -> None:
     """Import a cellranger output FOLDER (v2, v3+ or the 10x HDF5 matrix) into a Loom file."""
+    from ._journal import durability_of, sync_folder
     from .io import create_from_cellranger
 
     def build(outdir: str | None) -> str:
@@ -133,7 +134,9 @@ def from_10x(folder: str, output: str | None, genome: str | None, source: str, p
         target = os.path.abspath(output)
         # The importer names its file after the sample; build it aside, then move it to OUTPUT.
         with tempfile.TemporaryDirectory(dir=os.path.dirname(target), prefix=".loomfile-") as aside:
-            shutil.move(build(aside), target)
+            shutil.move(build(aside), target)  # (a rename: the importer synced the file)
+            if durability_of(None) == "full":
+                sync_folder(target)
         written = output
     click.echo(f"wrote {written}")
 
