@@ -263,7 +263,7 @@ class JournaledFile:
     def truncate(self, size: int | None = None) -> int:
         size = self.pos if size is None else size
         try:
-            if self.failure is None:
+            if self.failure is None and size != self.file_size():  # (HDF5 often cuts to the size)
                 self._protect(size, self.file_size())
                 if size < self._base:  # original bytes go: their records must be durable first
                     self._apply_held()

@@ -10,10 +10,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import durability_ops
 import numpy as np
 import pytest
 
@@ -162,3 +173,509 @@ def test_durability_none_writes_through(tmp_path: Path) -> None:
         assert os.path.exists(journal_path(str(path)))  # still journaled, against a kill
     finally:
         jf.close()
+
+
+# --- tracing a write operation ----------------------------------------------------------------------------
+#
+# strace records the operation's file-system calls with their data (-xx: every string in hex, -s:
+# whole buffers). Only calls on the folder the operation writes in matter; the parser follows file
+# descriptors (openat / close / lseek) itself, and refuses calls it cannot model on that folder.
+
+OPS_SCRIPT = Path(__file__).with_name("durability_ops.py")
+TRACED = (
+    "openat,open,creat,write,pwrite64,pwritev,writev,lseek,ftruncate,fsync,fdatasync,rename,renameat,"
+    "renameat2,unlink,unlinkat,close,sendfile,copy_file_range,fallocate"
+)
+_PREFIX = re.compile(r"^(?:\[pid\s+)?(\d+)\]?\s+(.*)$")
+_CALL = re.compile(r"^(\w+)\((.*)\)\s+=\s+(-?\d+)")
+_RESUMED = re.compile(r"^<\.\.\. (\w+) resumed>(.*)$")
+
+
+def strace_available() -> bool:
+    return shutil.which("strace") is not None
+
+
+def _arguments(text: str) -> list[str]:
+    """Split strace's argument list at the top-level commas (strings are hex: no commas inside)."""
+    out, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            out.append(text[start:i].strip())
+            start = i + 1
+    out.append(text[start:].strip())
+    return out
+
+
+def _hex(text: str) -> bytes:
+    assert text.startswith('"') and text.endswith('"'), text[:80]
+    return bytes.fromhex(text[1:-1].replace("\\x", ""))
+
+
+@dataclass
+class Call:
+    """One completed system call: its name, arguments (strings decoded) and result."""
+
+    name: str
+    args: list[Any]
+    result: int
+
+
+def parse_trace(text: str) -> list[Call]:
+    """The successful calls in strace's output, in the order they completed."""
+    calls: list[Call] = []
+    pending: dict[str, str] = {}
+    for line in text.splitlines():
+        match = _PREFIX.match(line)
+        if match is None:
+            continue
+        pid, body = match.groups()
+        if body.startswith(("---", "+++")):
+            continue
+        if body.endswith("<unfinished ...>"):
+            pending[pid] = body[: -len("<unfinished ...>")].rstrip()
+            continue
+        resumed = _RESUMED.match(body)
+        if resumed is not None:
+            body = pending.pop(pid) + resumed.group(2)
+        call = _CALL.match(body)
+        if call is None:
+            continue
+        name, args, result = call.group(1), _arguments(call.group(2)), int(call.group(3))
+        if result < 0:
+            continue
+        calls.append(Call(name, [_hex(a) if a.startswith('"') else a for a in args], result))
+    return calls
+
+
+def run_traced(operation: str, folder: Path, durability: str) -> list[Call]:
+    """Run ``operation`` (see durability_ops) on ``folder`` in a child process under strace."""
+    log_file = folder.parent / f"{folder.name}.strace"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(loomfile.__file__).parents[1]), str(Path(__file__).parent)])}
+    env.pop("LOOMFILE_DURABILITY", None)
+    command = ["strace", "-f", "-qq", "-xx", "-s", "1000000000", "-e", f"trace={TRACED}", "-o", str(log_file),
+               sys.executable, str(OPS_SCRIPT), operation, str(folder), durability]
+    done = subprocess.run(command, env=env, cwd=folder, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return parse_trace(log_file.read_text())
+
+
+# --- what the calls do to the folder: steps ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One file-system change in the folder, in a form the crash model understands.
+
+    ``kind``: "create" (``name`` now names the new file ``inode``), "rename" (``name`` -> ``to``),
+    "unlink" (``name``), "write" (``data`` at ``offset`` of ``inode``), "truncate" (``inode`` cut or
+    grown to ``offset`` bytes), "fsync" (of ``inode``), "dirsync" (of the folder).
+    """
+
+    kind: str
+    inode: int = -1
+    name: str = ""
+    to: str = ""
+    offset: int = 0
+    data: bytes = b""
+
+
+@dataclass
+class _Handle:
+    inode: int  # -1: the folder itself
+    pos: int = 0
+
+
+def steps_of(calls: list[Call], folder: Path, names: dict[str, int]) -> tuple[list[Step], dict[str, int]]:
+    """The calls on ``folder`` as steps; ``names``: the files there before (name -> inode), updated.
+    Returns the steps and the number of inodes known after them."""
+    root = str(folder)
+    names = dict(names)
+    next_inode = max(names.values(), default=-1) + 1
+    handles: dict[int, _Handle] = {}
+    steps: list[Step] = []
+
+    def local(path: bytes | str) -> str | None:
+        """The name in the folder that ``path`` (absolute or relative to it) is, or None."""
+        text = os.fsdecode(path) if isinstance(path, bytes) else path
+        full = os.path.normpath(os.path.join(root, text))
+        if full == root:
+            return "."
+        return os.path.basename(full) if os.path.dirname(full) == root else None
+
+    def dir_path(dirfd: str, path: bytes) -> str | None:
+        if dirfd != "AT_FDCWD" and not os.path.isabs(os.fsdecode(path)):
+            msg = f"a call relative to directory descriptor {dirfd} is not modelled"
+            raise AssertionError(msg)
+        return local(path)
+
+    for call in calls:
+        a = call.args
+        if call.name in ("openat", "open"):
+            path, flags = (a[1], a[2]) if call.name == "openat" else (a[0], a[1])
+            name = dir_path(a[0], path) if call.name == "openat" else local(path)
+            if name is None:
+                handles.pop(call.result, None)
+                continue
+            if name == ".":
+                handles[call.result] = _Handle(-1)
+                continue
+            assert "O_APPEND" not in flags, f"O_APPEND on {name} is not modelled"
+            if name not in names:
+                assert "O_CREAT" in flags, f"{name} opened without O_CREAT but unknown"
+                names[name] = next_inode
+                next_inode += 1
+                steps.append(Step("create", names[name], name))
+            elif "O_TRUNC" in flags:
+                steps.append(Step("truncate", names[name], offset=0))
+            handles[call.result] = _Handle(names[name])
+        elif call.name == "close":
+            handles.pop(int(a[0]), None)
+        elif call.name in ("rename", "renameat", "renameat2"):
+            src, dst = (local(a[0]), local(a[1])) if call.name == "rename" else (dir_path(a[0], a[1]), dir_path(a[2], a[3]))
+            if src is None and dst is None:
+                continue
+            assert src is not None and dst is not None, f"a rename into or out of the folder: {a}"
+            names[dst] = names.pop(src)
+            steps.append(Step("rename", names[dst], src, dst))
+        elif call.name in ("unlink", "unlinkat"):
+            name = local(a[0]) if call.name == "unlink" else dir_path(a[0], a[1])
+            if name is not None:
+                steps.append(Step("unlink", names.pop(name), name))
+        else:
+            fd = int(a[0]) if a and str(a[0]).isdigit() else -2
+            handle = handles.get(fd)
+            if handle is None:
+                continue
+            if call.name == "write":
+                steps.append(Step("write", handle.inode, offset=handle.pos, data=a[1][: call.result]))
+                handle.pos += call.result
+            elif call.name == "pwrite64":
+                steps.append(Step("write", handle.inode, offset=int(a[3]), data=a[1][: call.result]))
+            elif call.name == "lseek":
+                handle.pos = call.result
+            elif call.name == "ftruncate":
+                steps.append(Step("truncate", handle.inode, offset=int(a[1])))
+            elif call.name in ("fsync", "fdatasync"):
+                steps.append(Step("dirsync") if handle.inode == -1 else Step("fsync", handle.inode))
+            else:
+                msg = f"{call.name} on a file in the folder is not modelled"
+                raise AssertionError(msg)
+    return steps, names
+
+
+def apply_data(content: bytes, ops: list[Step]) -> bytes:
+    out = bytearray(content)
+    for op in ops:
+        if op.kind == "truncate":
+            del out[op.offset :]
+            out.extend(bytes(op.offset - len(out)))
+        else:
+            if op.offset > len(out):
+                out.extend(bytes(op.offset - len(out)))
+            out[op.offset : op.offset + len(op.data)] = op.data
+    return bytes(out)
+
+
+def apply_names(names: dict[str, int], ops: list[Step]) -> dict[str, int]:
+    out = dict(names)
+    for op in ops:
+        if op.kind == "create":
+            out[op.name] = op.inode
+        elif op.kind == "rename":
+            out[op.to] = out.pop(op.name)
+        else:
+            out.pop(op.name, None)
+    return out
+
+
+# --- crash states ------------------------------------------------------------------------------------------
+#
+# After every prefix of the steps, the disk holds what was synced plus some of what was not. The
+# model is ext4's data=ordered mode, taken conservatively (ALICE's "abstract persistence model"):
+# - a file's data steps (writes, truncations) are durable once the file is fsynced; until then any
+#   of them may be lost: all kept, all lost, for each file alone kept or lost, every prefix of a
+#   file's unsynced steps, each single unsynced write lost, and the last one torn (half written);
+# - names (create, rename, unlink) are durable once the folder is fsynced (an fsync of a file does
+#   not make its name durable); before that, ext4's journal persists them in order: every prefix of
+#   the unsynced name changes, with the data kept or lost.
+
+
+def _data_choices(unsynced: dict[int, list[Step]]) -> list[dict[int, list[Step]]]:
+    busy = [inode for inode, ops in unsynced.items() if ops]
+    choices: list[dict[int, list[Step]]] = [dict(unsynced), {}]
+    for inode in busy:
+        choices.append({inode: unsynced[inode]})
+        choices.append({i: ops for i, ops in unsynced.items() if i != inode})
+        ops = unsynced[inode]
+        for cut in range(1, len(ops)):
+            choices.append({**unsynced, inode: ops[:cut]})
+        for j, op in enumerate(ops):
+            if op.kind == "write" and len(ops) > 1:
+                choices.append({**unsynced, inode: ops[:j] + ops[j + 1 :]})
+        last = ops[-1]
+        if last.kind == "write" and len(last.data) > 1:
+            torn = Step("write", inode, offset=last.offset, data=last.data[: len(last.data) // 2])
+            choices.append({**unsynced, inode: [*ops[:-1], torn]})
+    return choices
+
+
+def crash_states(
+    initial: dict[int, bytes], names: dict[str, int], steps: list[Step]
+) -> Iterator[tuple[int, dict[str, bytes]]]:
+    """(number of steps done, the folder's files) for every crash state of every prefix (repeats
+    included: the caller drops them)."""
+    durable = dict(initial)
+    durable_names = dict(names)
+    unsynced: dict[int, list[Step]] = {}
+    unsynced_names: list[Step] = []
+    yield 0, {name: durable[inode] for name, inode in durable_names.items()}
+    for done, step in enumerate(steps, 1):
+        if step.kind in ("create", "rename", "unlink"):
+            unsynced_names.append(step)
+            if step.kind == "create":
+                durable.setdefault(step.inode, b"")
+        elif step.kind in ("write", "truncate"):
+            unsynced.setdefault(step.inode, []).append(step)
+        elif step.kind == "fsync":
+            durable[step.inode] = apply_data(durable[step.inode], unsynced.pop(step.inode, []))
+        else:
+            durable_names = apply_names(durable_names, unsynced_names)
+            unsynced_names = []
+        choices = _data_choices(unsynced)
+        variants = [(len(unsynced_names), choice) for choice in choices]
+        variants += [(n, choice) for n in range(len(unsynced_names)) for choice in choices[:2]]
+        for n_names, kept in variants:
+            folder = apply_names(durable_names, unsynced_names[:n_names])
+            yield done, {name: apply_data(durable[inode], kept.get(inode, [])) for name, inode in folder.items()}
+
+
+def state_key(files: dict[str, bytes]) -> str:
+    digest = hashlib.sha1()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + hashlib.sha1(files[name]).digest())
+    return digest.hexdigest()
+
+
+def fingerprint(path: Path) -> str | None:
+    """What a reader of the Loom file at ``path`` sees, as a digest (None: no file there). Opening it
+    runs the recovery of an interrupted write."""
+    if not path.exists():
+        return None
+    digest = hashlib.sha1()
+
+    def add(label: str, value: Any) -> None:
+        array = np.asarray(value)
+        text = array.astype(str) if array.dtype.kind in "OUS" else array
+        digest.update(f"{label}{array.shape}{text.dtype}".encode() + np.ascontiguousarray(text).tobytes())
+
+    with loomfile.connect(path, "r") as ds:
+        add("shape", ds.shape)
+        for name in sorted(ds.layers.keys()):
+            add(f"layer {name}", ds.layers[name][:, :])
+        for label, attrs in (("row", ds.ra), ("col", ds.ca), ("global", ds.attrs)):
+            for name in sorted(attrs.keys()):
+                add(f"{label} {name}", attrs[name])
+        for label, graphs in (("row graph", ds.row_graphs), ("col graph", ds.col_graphs)):
+            for name in sorted(graphs.keys()):
+                g = graphs[name]
+                add(f"{label} {name}", np.stack([g.row, g.col]))
+                add(f"{label} {name} w", g.data)
+    return digest.hexdigest()
+
+
+# --- the order of the steps --------------------------------------------------------------------------------
+
+JOURNAL_SUFFIX = ".loomfile-journal"
+
+
+def journal_ranges(content: bytes) -> tuple[int, list[tuple[int, int]]] | None:
+    """(the original size, the ranges saved) in a journal's bytes; None before a whole header."""
+    if len(content) < 28:
+        return None
+    magic, base, _ = struct.unpack_from("<16sQI", content)
+    assert magic == b"LOOMFILE-JOURNAL"
+    ranges, at = [], 28
+    while at + 20 <= len(content):
+        offset, length, crc = struct.unpack_from("<QQI", content, at)
+        data = content[at + 20 : at + 20 + length]
+        if len(data) < length or crc != zlib.crc32(data, zlib.crc32(struct.pack("<QQ", offset, length))):
+            break
+        ranges.append((offset, offset + length))
+        at += 20 + length
+    return base, ranges
+
+
+def _covered(lo: int, hi: int, ranges: list[tuple[int, int]]) -> bool:
+    for a, b in sorted(ranges):
+        if a <= lo < b:
+            lo = b
+    return lo >= hi
+
+
+def order_violations(steps: list[Step], names: dict[str, int], initial: dict[int, bytes]) -> list[str]:
+    """Where the steps break the protocol of ``_journal`` (empty: none):
+
+    - an overwrite of bytes a file held when its write call began, or a cut of them, comes after the
+      journal record saving them was fdatasynced, and after the folder was synced once the journal
+      was created;
+    - a journal is deleted only once its file was fsynced after its last change;
+    - a file is renamed over another only once it was fsynced after its last change;
+    - every delete of a journal and every rename is followed by a sync of the folder.
+    """
+    problems: list[str] = []
+    names = dict(names)
+    content = dict(initial)
+    synced_journal: dict[int, bytes] = {}  # the journal's content at its last sync
+    created: dict[int, int] = {}  # journal inode -> the step that created it
+    last_change: dict[int, int] = {}
+    last_fsync: dict[int, int] = {}
+    last_dirsync = -1
+    awaiting_dirsync: list[str] = []
+    for i, step in enumerate(steps):
+        name_of = {inode: name for name, inode in names.items()}
+        if step.kind in ("write", "truncate") and step.inode in initial:
+            name = name_of.get(step.inode, "?")
+            journal = names.get(f".{name}{JOURNAL_SUFFIX}")
+            header = journal_ranges(content[journal]) if journal is not None else None
+            saved = journal_ranges(synced_journal.get(journal, b"")) if journal is not None else None
+            lo = step.offset
+            hi = step.offset + len(step.data) if step.kind == "write" else len(content[step.inode])
+            if journal is None or header is None:
+                problems.append(f"step {i}: {step.kind} of {name} at {lo} with no journal")
+            elif lo < min(hi, header[0]):  # original bytes: not an append past the original end
+                hi = min(hi, header[0])
+                if saved is None:
+                    problems.append(f"step {i}: {step.kind} of {name} at {lo} before a durable journal header")
+                elif not _covered(lo, hi, saved[1]):
+                    problems.append(f"step {i}: {step.kind} of {name} [{lo}, {hi}) before its journal record was synced")
+                if last_dirsync < created.get(journal, -1):
+                    problems.append(f"step {i}: {step.kind} of {name} before the journal's name was synced")
+        if step.kind in ("write", "truncate"):
+            content[step.inode] = apply_data(content.get(step.inode, b""), [step])
+            last_change[step.inode] = i
+        elif step.kind == "create":
+            content[step.inode] = b""
+            names[step.name] = step.inode
+            if step.name.endswith(JOURNAL_SUFFIX):
+                created[step.inode] = i
+        elif step.kind == "fsync":
+            last_fsync[step.inode] = i
+            if step.inode in created:
+                synced_journal[step.inode] = content[step.inode]
+        elif step.kind == "dirsync":
+            last_dirsync = i
+            awaiting_dirsync = []
+        elif step.kind == "unlink":
+            del names[step.name]
+            if step.name.endswith(JOURNAL_SUFFIX):
+                target = names.get(step.name[1 : -len(JOURNAL_SUFFIX)])
+                if target is not None and last_fsync.get(target, -1) < last_change.get(target, -1):
+                    problems.append(f"step {i}: {step.name} deleted before its file was fsynced")
+                awaiting_dirsync.append(f"step {i}: delete of {step.name}")
+        elif step.kind == "rename":
+            if last_fsync.get(step.inode, -1) < last_change.get(step.inode, -1):
+                problems.append(f"step {i}: {step.name} renamed to {step.to} before it was fsynced")
+            names[step.to] = names.pop(step.name)
+            awaiting_dirsync.append(f"step {i}: rename of {step.name} to {step.to}")
+    problems += [f"{what} never followed by a sync of the folder" for what in awaiting_dirsync]
+    return problems
+
+
+# --- the tests ---------------------------------------------------------------------------------------------
+
+OPERATIONS = list(durability_ops.OPERATIONS)
+needs_strace = pytest.mark.skipif(not strace_available(), reason="strace is not installed (apt-get install strace)")
+
+
+@dataclass
+class Traced:
+    """One operation run under strace: the folder before (a copy) and after, and its steps."""
+
+    operation: str
+    before: Path
+    after: Path
+    steps: list[Step]
+    initial: dict[int, bytes]
+    names: dict[str, int]
+
+    @property
+    def target(self) -> str:
+        return durability_ops.TARGETS.get(self.operation, "f.loom")
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("durability_template")
+    durability_ops.setup(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def traced(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], Traced]:
+    """``traced(operation, durability)``: the operation traced once per module."""
+    cache: dict[tuple[str, str], Traced] = {}
+
+    def get(operation: str, durability: str) -> Traced:
+        if (operation, durability) not in cache:
+            work = tmp_path_factory.mktemp(f"traced_{operation.replace(' ', '_')}_{durability}")
+            before, after = work / "before", work / "after"
+            shutil.copytree(template, before)
+            shutil.copytree(template, after)
+            names = {name: inode for inode, name in enumerate(sorted(os.listdir(before)))}
+            initial = {inode: (before / name).read_bytes() for name, inode in names.items()}
+            calls = run_traced(operation, after, durability)
+            steps, _ = steps_of(calls, after, names)
+            cache[operation, durability] = Traced(operation, before, after, steps, initial, names)
+        return cache[operation, durability]
+
+    return get
+
+
+@needs_strace
+@pytest.mark.parametrize("operation", OPERATIONS)
+def test_every_write_operation_syncs_in_sqlites_order(traced: Callable[[str, str], Traced], operation: str) -> None:
+    t = traced(operation, "full")
+    kinds = {step.kind for step in t.steps}
+    assert {"write", "fsync", "dirsync"} <= kinds, f"the trace of {operation} is missing calls: {kinds}"
+    assert order_violations(t.steps, t.names, t.initial) == []
+
+
+@needs_strace
+@pytest.mark.parametrize("operation", OPERATIONS)
+def test_durability_none_never_syncs(traced: Callable[[str, str], Traced], operation: str) -> None:
+    t = traced(operation, "none")
+    assert any(step.kind == "write" for step in t.steps)
+    assert [step for step in t.steps if step.kind in ("fsync", "dirsync")] == []
+
+
+def test_the_order_check_finds_a_missing_sync() -> None:
+    """order_violations on steps made by hand: it is not blind."""
+    names, initial = {"f.loom": 0}, {0: bytes(100)}
+    header = struct.pack("<16sQ", b"LOOMFILE-JOURNAL", 100)
+    header += struct.pack("<I", zlib.crc32(header))
+    body = struct.pack("<QQ", 10, 5)
+    record = body + struct.pack("<I", zlib.crc32(bytes(5), zlib.crc32(body))) + bytes(5)
+    journal = ".f.loom" + JOURNAL_SUFFIX
+    good = [
+        Step("create", 1, journal), Step("write", 1, data=header + record), Step("fsync", 1), Step("dirsync"),
+        Step("write", 0, offset=10, data=b"abcde"), Step("fsync", 0), Step("unlink", 1, journal), Step("dirsync"),
+    ]
+    assert order_violations(good, names, initial) == []
+    for dropped, expected in ((2, "before a durable journal header"), (3, "journal's name was synced"),
+                              (5, "deleted before its file was fsynced"), (7, "never followed by a sync")):
+        problems = order_violations(good[:dropped] + good[dropped + 1 :], names, initial)
+        assert any(expected in p for p in problems), (dropped, problems)
+    wide = [*good[:4], Step("write", 0, offset=10, data=b"abcdefg"), *good[5:]]  # past the record
+    assert any("before its journal record was synced" in p for p in order_violations(wide, names, initial))
+
+
+@needs_strace
+@pytest.mark.parametrize("operation", ["create over", "add_columns", "attribute"])
+def test_the_order_check_fails_without_the_syncs(traced: Callable[[str, str], Traced], operation: str) -> None:
+    """The traces of durability="none" (no sync at all) break the order: the check sees it."""
+    t = traced(operation, "none")
+    assert order_violations(t.steps, t.names, t.initial) != []
