@@ -18,6 +18,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -585,6 +586,61 @@ def order_violations(steps: list[Step], names: dict[str, int], initial: dict[int
     return problems
 
 
+# --- replaying crash states -------------------------------------------------------------------------------
+
+
+@dataclass
+class Replay:
+    """What a replay found: distinct crash states, how many were opened, and the bad ones."""
+
+    states: int
+    checked: int
+    bad: list[str]
+
+
+def _scratch_root() -> str | None:
+    """Where crash states are written: memory when there is a tmpfs (recovery fsyncs: cheap there)."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+def replay(t: Traced, cap: int) -> Replay:
+    """Open the target file of every crash state (at most ``cap`` of them, evenly spread over the
+    trace, deterministically): it must read as before the operation or as after it."""
+    old, new = fingerprint(t.before / t.target), fingerprint(t.after / t.target)
+    assert old != new, f"{t.operation} changed nothing that a reader sees"
+    order: list[str] = []
+    seen: set[str] = set()
+    for _, files in crash_states(t.initial, t.names, t.steps):
+        key = state_key(files)
+        if key not in seen:
+            seen.add(key)
+            order.append(key)
+    stride = max(1.0, len(order) / cap)
+    chosen = {order[int(i * stride)] for i in range(min(cap, len(order)))}
+    bad: list[str] = []
+    checked: set[str] = set()
+    with tempfile.TemporaryDirectory(dir=_scratch_root()) as scratch:
+        folder = Path(scratch)
+        for done, files in crash_states(t.initial, t.names, t.steps):
+            key = state_key(files)
+            if key not in chosen or key in checked:
+                continue
+            checked.add(key)
+            for leftover in folder.iterdir():
+                leftover.unlink()
+            for name, data in files.items():
+                (folder / name).write_bytes(data)
+            try:
+                found = fingerprint(folder / t.target)
+            except Exception as e:  # any error is a bad state
+                bad.append(f"after step {done} of {len(t.steps)}: {type(e).__name__}: {e}")
+                continue
+            if found not in (old, new):
+                what = "no file" if found is None else "a third state"
+                bad.append(f"after step {done} of {len(t.steps)}: {t.target} holds {what}, not the old or new data")
+    return Replay(len(order), len(checked), bad)
+
+
 # --- the tests ---------------------------------------------------------------------------------------------
 
 OPERATIONS = list(durability_ops.OPERATIONS)
@@ -679,3 +735,27 @@ def test_the_order_check_fails_without_the_syncs(traced: Callable[[str, str], Tr
     """The traces of durability="none" (no sync at all) break the order: the check sees it."""
     t = traced(operation, "none")
     assert order_violations(t.steps, t.names, t.initial) != []
+
+
+REPLAY_CAP = 150  # crash states opened per operation (evenly spread over the trace when there are more)
+
+
+@needs_strace
+@pytest.mark.parametrize("operation", OPERATIONS)
+def test_every_crash_state_opens_to_the_old_or_the_new_data(
+    traced: Callable[[str, str], Traced], operation: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    t = traced(operation, "full")
+    result = replay(t, REPLAY_CAP)
+    with capsys.disabled():
+        print(f"\n{operation}: {len(t.steps)} steps, {result.states} crash states, {result.checked} opened")
+    assert result.checked >= min(result.states, REPLAY_CAP)
+    assert result.bad == []
+
+
+@needs_strace
+@pytest.mark.parametrize("operation", ["create over", "add_columns"])
+def test_the_replay_finds_bad_states_without_the_syncs(traced: Callable[[str, str], Traced], operation: str) -> None:
+    """With durability="none" a power cut can leave a third state: the replay is not blind."""
+    result = replay(traced(operation, "none"), REPLAY_CAP)
+    assert result.bad != []
