@@ -16,7 +16,6 @@ columns, and twenty small attribute writes (each write call is a transaction: it
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
