@@ -345,8 +345,10 @@ class JournaledFile:
 
     def _apply_held_over(self, lo: int, hi: int) -> None:
         """Apply the held overwrites first if some of them fall in [lo, hi) (a read of them)."""
-        if self._held_bytes and self._held_ranges.intersects(lo, hi):
-            self._apply_held()
+        if self._held_bytes:
+            with self._lock:
+                if self._held_ranges.intersects(lo, hi):
+                    self._apply_held()
 
     def _sync_journal(self) -> None:
         """Make the journal's records durable (and its name, the first time)."""
