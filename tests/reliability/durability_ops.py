@@ -6,6 +6,12 @@
 FOLDER holds ``f.loom`` (40 x 30, a "spliced" layer, column attributes), ``other.loom`` (the same
 rows, 20 columns) and ``out.loom`` (an older file that ``combine`` replaces); ``create`` writes
 ``new.loom``, which does not exist before. Each operation changes exactly one file: ``TARGETS``.
+
+Chunks are written two ways: by h5py, and by the engine straight through HDF5's ``H5Dwrite_chunk``
+(``_chunkwrite``; at least ``MIN_CHUNKS`` whole chunks per write, so not on files this small). Both
+reach the file through the same file object, and both are traced: "layer" writes its chunks
+directly anyway, "permute" and "combine" are run with ``MIN_CHUNKS = 1`` (``direct_chunks``), the
+other operations through h5py.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections.abc import Callable
 import numpy as np
 
 import loomfile
+from loomfile import _chunkwrite
 
 N_ROWS, N_COLS, N_OTHER = 40, 30, 20
 
@@ -54,6 +61,16 @@ def _in_place(change: Callable[[loomfile.LoomConnection], None]) -> Callable[[st
     return run
 
 
+def direct_chunks(run: Callable[[str, str], None]) -> Callable[[str, str], None]:
+    """``run`` with every chunk it writes handed to HDF5 directly (see the module docs)."""
+
+    def direct(folder: str, durability: str) -> None:
+        _chunkwrite.MIN_CHUNKS = 1
+        run(folder, durability)
+
+    return direct
+
+
 def _add_columns(ds: loomfile.LoomConnection) -> None:
     m = _counts(N_ROWS, 7, 4)
     ds.add_columns(
@@ -70,12 +87,14 @@ OPERATIONS: dict[str, Callable[[str, str], None]] = {
     "create": lambda folder, durability: _write(os.path.join(folder, "new.loom"), 12, 5, durability),
     "create over": lambda folder, durability: _write(os.path.join(folder, "f.loom"), 12, 6, durability),
     "add_columns": _in_place(_add_columns),
-    "permute": _in_place(lambda ds: ds.permute(np.random.default_rng(7).permutation(N_COLS), axis=1)),
+    "permute": direct_chunks(_in_place(lambda ds: ds.permute(np.random.default_rng(7).permutation(N_COLS), axis=1))),
     "layer": _in_place(lambda ds: ds.layers.__setitem__("extra", _counts(N_ROWS, N_COLS, 8))),
     "block": _in_place(_block),
     "attribute": _in_place(lambda ds: ds.ca.__setitem__("Cluster", np.arange(N_COLS) % 5)),
-    "combine": lambda folder, durability: loomfile.combine(
-        [os.path.join(folder, "f.loom"), os.path.join(folder, "other.loom")], os.path.join(folder, "out.loom")
+    "combine": direct_chunks(
+        lambda folder, durability: loomfile.combine(
+            [os.path.join(folder, "f.loom"), os.path.join(folder, "other.loom")], os.path.join(folder, "out.loom")
+        )
     ),
 }
 TARGETS = {"create": "new.loom", "combine": "out.loom"}  # the others change f.loom
