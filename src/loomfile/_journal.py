@@ -242,10 +242,10 @@ class JournaledFile:
     def read(self, size: int = -1) -> bytes:
         if size < 0:
             size = max(0, self.file_size() - self.pos)
-        self._apply_held_over(self.pos, self.pos + size)
-        data = os.pread(self.fd, size, self.pos)
-        self.pos += len(data)
-        return data
+        data = bytearray(size)
+        n = self.read_into(memoryview(data), self.pos)
+        self.pos += n
+        return bytes(data[:n])
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
@@ -282,7 +282,12 @@ class JournaledFile:
         """Fill ``into`` with the file's bytes at ``offset`` (held overwrites included); how many
         there were (fewer at the end of the file)."""
         self._apply_held_over(offset, offset + into.nbytes)
-        return os.preadv(self.fd, [into], offset)
+        n = os.preadv(self.fd, [into], offset)
+        if n < into.nbytes:  # held bytes past the end on disk (after a cut): a hole before them
+            end = min(into.nbytes, max(n, self._held_end - offset))
+            into[n:end] = bytes(end - n)
+            n = end
+        return n
 
     def file_size(self) -> int:
         """The file's size, held overwrites included."""

@@ -19,6 +19,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import unittest.mock
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from typing import Any
 import durability_ops
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import loomfile
 from loomfile import _journal
@@ -174,6 +177,53 @@ def test_durability_none_writes_through(tmp_path: Path) -> None:
         assert os.path.exists(journal_path(str(path)))  # still journaled, against a kill
     finally:
         jf.close()
+
+
+_OPS = st.lists(
+    st.tuples(st.sampled_from(["write", "read", "truncate"]), st.integers(0, 3000), st.integers(0, 700)),
+    max_size=30,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=_OPS, hold=st.integers(1, 2000), commit=st.booleans())
+def test_held_overwrites_match_a_plain_file(ops: list[tuple[str, int, int]], hold: int, commit: bool) -> None:
+    """Writes, reads and cuts through a JournaledFile holding overwrites back (with a small batch
+    limit) read like a bytearray; committed, the file is that bytearray; left uncommitted (a dead
+    process), recovery gives back the original bytes."""
+    original = bytes(range(256)) * 8
+    with tempfile.TemporaryDirectory(dir=_scratch_root()) as folder:
+        path = os.path.join(folder, "f.bin")
+        Path(path).write_bytes(original)
+        model = bytearray(original)
+        jf = JournaledFile(path)
+        try:
+            with unittest.mock.patch.object(_journal, "HOLD_BYTES", hold):
+                for i, (kind, at, size) in enumerate(ops):
+                    jf.seek(at)
+                    if kind == "write":
+                        data = bytes([i + 1]) * size
+                        jf.write(data)
+                        if size:  # (an empty write does not grow a file)
+                            model.extend(bytes(max(0, at - len(model))))
+                            model[at : at + size] = data
+                    elif kind == "read":
+                        assert jf.read(size) == bytes(model[at : at + size])
+                    else:
+                        jf.truncate(at)
+                        del model[at:]
+                        model.extend(bytes(at - len(model)))
+                    assert jf.file_size() == len(model)
+                assert jf.failure is None
+                if commit:
+                    jf.commit()
+        finally:
+            jf.close()
+        if commit:
+            assert Path(path).read_bytes() == bytes(model)
+        else:
+            _journal.recover(path)
+            assert Path(path).read_bytes() == original
 
 
 # --- tracing a write operation ----------------------------------------------------------------------------
