@@ -242,8 +242,12 @@ _CALL = re.compile(r"^(\w+)\((.*)\)\s+=\s+(-?\d+)")
 _RESUMED = re.compile(r"^<\.\.\. (\w+) resumed>(.*)$")
 
 
-def strace_available() -> bool:
-    return shutil.which("strace") is not None
+def strace_problem() -> str | None:
+    """Why strace cannot trace a child here (not installed, or ptrace refused), or None."""
+    if shutil.which("strace") is None:
+        return "strace is not installed (apt-get install strace; .ci/run does)"
+    done = subprocess.run(["strace", "-f", "-o", os.devnull, "true"], capture_output=True, text=True)
+    return None if done.returncode == 0 else f"strace cannot trace here: {done.stderr.strip()[-300:]}"
 
 
 def _arguments(text: str) -> list[str]:
@@ -694,7 +698,8 @@ def replay(t: Traced, cap: int) -> Replay:
 # --- the tests ---------------------------------------------------------------------------------------------
 
 OPERATIONS = list(durability_ops.OPERATIONS)
-needs_strace = pytest.mark.skipif(not strace_available(), reason="strace is not installed (apt-get install strace)")
+_STRACE_PROBLEM = strace_problem()
+needs_strace = pytest.mark.skipif(_STRACE_PROBLEM is not None, reason=_STRACE_PROBLEM or "")
 
 
 @dataclass
