@@ -11,15 +11,22 @@ child, the two levels alternating. Beside write.py's operations (which write new
 permute) come writes into a copy of ``full.loom``, made before the clock, which go through the
 rollback journal: a new layer, a block of the main matrix rewritten in place, ten appends of 100
 columns, and twenty small attribute writes (each write call is a transaction: its own syncs).
+
+"in syncs" is the time the "full" runs spent inside fsync and fdatasync (timed in the child): on a
+shared machine, where whole runs drift by 10-30%, it is the steadier measure of what "full" adds.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import json
 import os
 import shutil
 import statistics
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -102,14 +109,37 @@ IN_PLACE: dict[str, write.Setup] = {
 write.OPS.update(IN_PLACE)
 
 
+def child(op: str, inputs: str, scratch: str) -> None:
+    """write.child, with the time spent in fsync and fdatasync added to its report."""
+    in_syncs = [0.0]
+
+    def timed(sync: Callable[[int], None]) -> Callable[[int], None]:
+        def call(fd: int) -> None:
+            start = time.perf_counter()
+            try:
+                sync(fd)
+            finally:
+                in_syncs[0] += time.perf_counter() - start
+
+        return call
+
+    os.fsync, os.fdatasync = timed(os.fsync), timed(os.fdatasync)
+    report = io.StringIO()
+    with contextlib.redirect_stdout(report):
+        write.child("loomfile", op, inputs, scratch)
+    result = json.loads(report.getvalue().strip().splitlines()[-1])
+    print(json.dumps({**result, "sync_seconds": in_syncs[0]}))
+
+
 def measure(op: str, level: str, inputs: Path) -> dict[str, Any]:
     os.environ["LOOMFILE_DURABILITY"] = level
-    return child_in_scratch(__file__, lambda scratch: ["loomfile", op, str(inputs), scratch], inputs, f"{op!r} ({level})")
+    return child_in_scratch(__file__, lambda scratch: [op, str(inputs), scratch], inputs, f"{op!r} ({level})")
 
 
 HEADER = (
-    f"| {'operation':<32} | {'none s':>7} | {'full s':>7} | {'full / none':>11} | {'checksums equal':>15} |\n"
-    f"|{'-' * 34}|{'-' * 8}:|{'-' * 8}:|{'-' * 12}:|{'-' * 17}|"
+    f"| {'operation':<32} | {'none s':>7} | {'full s':>7} | {'full / none':>11} | {'in syncs s':>10} "
+    f"| {'syncs / none':>12} | {'checksums equal':>15} |\n"
+    f"|{'-' * 34}|{'-' * 8}:|{'-' * 8}:|{'-' * 12}:|{'-' * 11}:|{'-' * 13}:|{'-' * 17}|"
 )
 
 
@@ -123,10 +153,13 @@ def bench(inputs: Path, ops: list[str], runs: int) -> None:
             print(f"| {op:<32} | FAILED |")
             continue
         seconds = {level: statistics.median(r["seconds"] for r in rs) for level, rs in results.items()}
+        syncs = statistics.median(r["sync_seconds"] for r in results["full"])
+        assert all(r["sync_seconds"] == 0 for r in results["none"]), "durability 'none' synced"
         same = write._same(results["none"] + results["full"], 1e-9)
         print(
             f"| {op:<32} | {seconds['none']:>7.3f} | {seconds['full']:>7.3f} | "
-            f"{seconds['full'] / seconds['none']:>11.2f} | {'yes' if same else 'NO':>15} |",
+            f"{seconds['full'] / seconds['none']:>11.2f} | {syncs:>10.3f} | {syncs / seconds['none']:>11.1%} "
+            f"| {'yes' if same else 'NO':>15} |",
             flush=True,
         )
 
@@ -136,10 +169,10 @@ def main() -> None:
     parser.add_argument("--scale", choices=sorted(write.SCALES), default="small", help="small: 20000 x 10000")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--ops", nargs="*", default=WRITE_OPS + list(IN_PLACE), help="operations (or parts of names)")
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        write.child(*args.child)
+        child(*args.child)
         return
     ops = write._select(args.ops)
     shape = write.SCALES[args.scale]
