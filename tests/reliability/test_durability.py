@@ -179,6 +179,17 @@ def test_durability_none_writes_through(tmp_path: Path) -> None:
         jf.close()
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 60), st.integers(1, 20)), max_size=15), st.integers(0, 80), st.integers(0, 20))
+def test_held_ranges_intersect_as_a_set_model(added: list[tuple[int, int]], lo: int, width: int) -> None:
+    ranges = _journal._Saved()
+    model: set[int] = set()
+    for a, w in added:
+        ranges.add(a, a + w)
+        model |= set(range(a, a + w))
+    assert ranges.intersects(lo, lo + width) == bool(model & set(range(lo, lo + width)))
+
+
 _OPS = st.lists(
     st.tuples(st.sampled_from(["write", "read", "truncate"]), st.integers(0, 3000), st.integers(0, 700)),
     max_size=30,
