@@ -90,13 +90,24 @@ def durability_of(value: str | None) -> Durability:
     return value
 
 
+# What file systems that cannot sync a folder (some FUSE and network ones) answer; as SQLite does,
+# such a folder is left unsynced rather than every write refused.
+_NO_FOLDER_SYNC = (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EBADF, errno.EACCES, errno.EPERM)
+
+
 def sync_folder(path: str) -> None:
     """Make the names in the folder holding ``path`` durable (created, renamed, deleted files)."""
-    fd = os.open(os.path.dirname(os.path.abspath(path)) or ".", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    folder = os.path.dirname(os.path.abspath(path))
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        if e.errno not in _NO_FOLDER_SYNC:
+            raise
+        log.debug("%s: the file system cannot sync this folder (%s); names may not be durable", folder, e)
 
 
 def replace(tmp: str, target: str, durability: Durability) -> None:

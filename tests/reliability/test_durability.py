@@ -10,11 +10,13 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
 import re
 import shutil
+import stat
 import struct
 import subprocess
 import sys
@@ -113,6 +115,29 @@ def test_recovering_a_dead_writers_journal_warns(tmp_path: Path, caplog: pytest.
     assert [r.getMessage() for r in caplog.records] == [
         f"{path}: undid an interrupted write ({64 + len(before) - 100} bytes restored)"  # [0, 64), [100, end)
     ]
+
+
+def test_a_file_system_that_cannot_sync_a_folder_still_takes_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "f.loom"
+    counts_file(path, 10, 8, 0)
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with loomfile.connect(path) as ds:
+        ds.ca["More"] = np.arange(8)
+    loomfile.create(tmp_path / "g.loom", np.ones((2, 3)), {}, {})
+    monkeypatch.undo()
+    with loomfile.connect(path, "r") as ds:
+        np.testing.assert_array_equal(ds.ca["More"], np.arange(8))
+    assert not os.path.exists(journal_path(str(path)))
+    assert (tmp_path / "g.loom").exists()
 
 
 # --- held-back overwrites -------------------------------------------------------------------------------
