@@ -4,7 +4,8 @@ HDF5 updates a file in place and keeps changed metadata in memory until it flush
 killed in the middle of a write can leave a file whose metadata is half old, half new: unreadable,
 with everything in it lost (loompy's documentation: "if something happens during a write, the
 entire file can be lost"). loomfile opens existing files for writing through h5py's file-object
-driver with a :class:`JournaledFile`, which sees every byte HDF5 writes:
+driver with a :class:`JournaledFile`, which sees every byte HDF5 writes (chunks the engine hands
+to HDF5 directly, ``_hdf5chunks``, included: HDF5 writes them through the same file object):
 
 - before HDF5 first overwrites bytes that were in the file when the current write call began, the
   original bytes are appended to a journal beside the file (``.<name>.loomfile-journal``); bytes
@@ -27,8 +28,8 @@ the disk in the right order. With ``durability="full"`` (the default) the order 
    durable once its folder is: without it a power cut could lose the whole journal while the file
    it protects is half overwritten);
 2. at the commit the file is fsynced before the journal is deleted, and the folder is fsynced after
-   the delete (otherwise the deleted journal could come back after a power cut and undo the commit,
-   or worse, a later write call's);
+   the delete (otherwise the deleted journal could come back after a power cut and undo a call
+   that had returned);
 3. a new file built under a temporary name is fsynced before it is renamed over its target, and the
    folder after the rename (:func:`replace`).
 
