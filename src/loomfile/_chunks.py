@@ -276,8 +276,12 @@ class ChunkLayout:
 
 
 def file_size(source: Source) -> int | None:
-    """The file's size in bytes, when the engine reads it through a descriptor."""
-    return os.fstat(source).st_size if isinstance(source, int) else None
+    """The file's size in bytes, when the engine reads it through a descriptor or a reader that
+    knows it (a file written through the journal)."""
+    if isinstance(source, int):
+        return os.fstat(source).st_size
+    size = getattr(source, "file_size", None)
+    return int(size()) if callable(size) else None
 
 
 def filters_of(dset: h5py.Dataset) -> tuple[tuple[int, tuple[int, ...]], ...]:

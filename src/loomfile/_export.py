@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._errors import LoomValueError
+from ._journal import durability_of, sync_folder
 from ._progress import Tick, nothing
 from ._selection import AxisSelection
 
@@ -152,6 +153,15 @@ def written_aside_folder(target: str) -> Iterator[str]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    full = durability_of(None) == "full"
+    if full:  # the files and their names durable before the folder takes the target's name
+        for name in os.listdir(tmp):
+            fd = os.open(os.path.join(tmp, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        sync_folder(os.path.join(tmp, "."))
     old = None
     if os.path.lexists(target):
         if not os.path.isdir(target):
@@ -161,6 +171,8 @@ def written_aside_folder(target: str) -> Iterator[str]:
         old = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.", suffix=".old", dir=parent)
         os.replace(target, os.path.join(old, "previous"))
     os.replace(tmp, target)
+    if full:
+        sync_folder(target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 

@@ -4,7 +4,8 @@ HDF5 updates a file in place and keeps changed metadata in memory until it flush
 killed in the middle of a write can leave a file whose metadata is half old, half new: unreadable,
 with everything in it lost (loompy's documentation: "if something happens during a write, the
 entire file can be lost"). loomfile opens existing files for writing through h5py's file-object
-driver with a :class:`JournaledFile`, which sees every byte HDF5 writes:
+driver with a :class:`JournaledFile`, which sees every byte HDF5 writes (chunks the engine hands
+to HDF5 directly, ``_hdf5chunks``, included: HDF5 writes them through the same file object):
 
 - before HDF5 first overwrites bytes that were in the file when the current write call began, the
   original bytes are appended to a journal beside the file (``.<name>.loomfile-journal``); bytes
@@ -15,10 +16,31 @@ driver with a :class:`JournaledFile`, which sees every byte HDF5 writes:
   exactly as it was before the interrupted call.
 
 The journal is only ever appended to, and each record carries a checksum: a record cut short by
-a kill is ignored, which is right because the bytes it was saving had not been overwritten yet.
-The journal guards against the process dying (kill, crash, out-of-memory killer, Ctrl-C). It does
-not fsync before each overwrite, so after a power cut mid-write the file may need the journal and
-the journal may be incomplete.
+a kill or a power cut is ignored, which is right because the bytes it was saving had not been
+overwritten yet.
+
+Against a power cut (or a kernel panic, or a node lost with its page cache), writes must also reach
+the disk in the right order. With ``durability="full"`` (the default) the order is SQLite's (its
+"Atomic Commit In SQLite", section 3):
+
+1. the journal's header and records are fdatasynced before any original byte they save is
+   overwritten, and the folder is fsynced once after the journal is created (a new name is only
+   durable once its folder is: without it a power cut could lose the whole journal while the file
+   it protects is half overwritten);
+2. at the commit the file is fsynced before the journal is deleted, and the folder is fsynced after
+   the delete (otherwise the deleted journal could come back after a power cut and undo a call
+   that had returned);
+3. a new file built under a temporary name is fsynced before it is renamed over its target, and the
+   folder after the rename (:func:`replace`).
+
+Syncing the journal before every overwrite would cost one fsync per few KiB that HDF5 overwrites.
+Instead overwrites of original bytes are *held back* in memory (group commit): their journal records
+are appended at once, the new bytes wait, and a batch is applied after one fdatasync of the journal,
+when the commit comes, when the held bytes reach ``HOLD_BYTES`` (memory stays bounded), or when a
+read or a truncation touches them (reads always see what was written). Bytes past the original end
+need no journal and go to the file at once. A write call thus costs three or four syncs, whatever
+its size. ``durability="none"`` (for scratch files) writes through at once and never syncs: the
+journal still protects against a killed process, not against a power cut.
 """
 
 from __future__ import annotations
@@ -35,9 +57,9 @@ import threading
 import weakref
 import zlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
-from ._errors import LoomFormatError, LoomLockedError
+from ._errors import LoomFormatError, LoomLockedError, LoomValueError
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +70,59 @@ _RECORD = struct.Struct("<QQI")  # offset, length, crc32 of (offset, length, byt
 
 READ_AHEAD = 1 << 20  # bytes saved at once when overwrites follow each other through the file
 SEQUENTIAL_GAP = 1 << 16  # how far past the last record an overwrite still counts as "following"
+HOLD_BYTES = 64 << 20  # overwrites held back before a batch is applied (see the module docs)
+
+Durability = Literal["full", "none"]
+DURABILITY_LEVELS: tuple[Durability, ...] = ("full", "none")
+DURABILITY_VARIABLE = "LOOMFILE_DURABILITY"
+
+
+def durability_of(value: str | None) -> Durability:
+    """The durability asked for: ``value`` if given, else ``$LOOMFILE_DURABILITY``, else "full"."""
+    source = "durability"
+    if value is None:
+        value = os.environ.get(DURABILITY_VARIABLE, "") or "full"
+        source = DURABILITY_VARIABLE
+    if value not in DURABILITY_LEVELS:
+        msg = f"{source}={value!r} is not a durability level; use one of " + ", ".join(
+            repr(level) for level in DURABILITY_LEVELS
+        )
+        raise LoomValueError(msg)
+    return value
+
+
+# What file systems that cannot sync a folder (some FUSE and network ones) answer; as SQLite does,
+# such a folder is left unsynced rather than every write refused.
+_NO_FOLDER_SYNC = (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EBADF, errno.EACCES, errno.EPERM)
+
+
+def sync_folder(path: str) -> None:
+    """Make the names in the folder holding ``path`` durable (created, renamed, deleted files)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        if e.errno not in _NO_FOLDER_SYNC:
+            raise
+        log.debug("%s: the file system cannot sync this folder (%s); names may not be durable", folder, e)
+
+
+def replace(tmp: str, target: str, durability: Durability) -> None:
+    """Rename the complete file ``tmp`` over ``target``, so that after a power cut ``target`` is the
+    old file or the new one, never a part: ``tmp`` is fsynced before the rename, the folder after."""
+    if durability == "full":
+        fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    os.replace(tmp, target)
+    if durability == "full":
+        sync_folder(target)
 
 
 def locking_disabled() -> bool:
@@ -98,6 +173,13 @@ class _Saved:
             gaps.append((at, hi))
         return gaps
 
+    def intersects(self, lo: int, hi: int) -> bool:
+        """Whether some of [lo, hi) is saved."""
+        if lo >= hi:
+            return False
+        i = bisect.bisect_right(self.stops, lo)
+        return i < len(self.starts) and self.starts[i] < hi
+
     def add(self, lo: int, hi: int) -> None:
         i = bisect.bisect_left(self.stops, lo)
         j = bisect.bisect_right(self.starts, hi)
@@ -108,11 +190,16 @@ class _Saved:
 
 
 class JournaledFile:
-    """The file object h5py's ``fileobj`` driver reads and writes through (see the module docs)."""
+    """The file object h5py's ``fileobj`` driver reads and writes through (see the module docs).
 
-    def __init__(self, path: str) -> None:
+    It is also the engine's reader of the file's bytes (``read_into``, from any thread), so that the
+    engine sees the overwrites held back in memory.
+    """
+
+    def __init__(self, path: str, durability: Durability = "full") -> None:
         self.path = path
         self.journal = journal_path(path)
+        self.durability = durability
         self.fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
         self._closer = weakref.finalize(self, os.close, self.fd)  # a dropped connection lets go
         try:
@@ -125,6 +212,15 @@ class JournaledFile:
         self._base = 0  # the file's size when the current write began
         self._saved = _Saved()
         self._last_end = -(1 << 62)
+        self._journal_synced = True  # every record appended so far is durable
+        self._folder_synced = True  # the journal's name is durable
+        # Overwrites of original bytes waiting for the journal to be synced (durability "full"):
+        # (offset, bytes) in the order HDF5 wrote them, the ranges they cover, and their size.
+        self._held: list[tuple[int, bytes]] = []
+        self._held_ranges = _Saved()
+        self._held_bytes = 0
+        self._held_end = 0
+        self._lock = threading.RLock()  # the held writes, against the engine's reading threads
         self.failure: BaseException | None = None  # the first failed write (see write())
         self.interrupted = False  # set by a Ctrl-C deferred during a transaction
 
@@ -141,7 +237,7 @@ class JournaledFile:
         elif whence == 1:
             self.pos += offset
         else:
-            self.pos = os.fstat(self.fd).st_size + offset
+            self.pos = self.file_size() + offset
         return self.pos
 
     def tell(self) -> int:
@@ -149,7 +245,7 @@ class JournaledFile:
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        n = os.preadv(self.fd, [view], self.pos)
+        n = self.read_into(view, self.pos)
         if n < len(view):  # past the end of the file HDF5 expects zeros, as its own driver gives
             view[n:] = bytes(len(view) - n)
         self.pos += len(view)
@@ -157,10 +253,11 @@ class JournaledFile:
 
     def read(self, size: int = -1) -> bytes:
         if size < 0:
-            size = max(0, os.fstat(self.fd).st_size - self.pos)
-        data = os.pread(self.fd, size, self.pos)
-        self.pos += len(data)
-        return data
+            size = max(0, self.file_size() - self.pos)
+        data = bytearray(size)
+        n = self.read_into(memoryview(data), self.pos)
+        self.pos += n
+        return bytes(data[:n])
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
@@ -169,9 +266,7 @@ class JournaledFile:
                 self.failure = KeyboardInterrupt()
             if self.failure is None:
                 self._protect(self.pos, self.pos + len(view))
-                done = 0
-                while done < len(view):
-                    done += os.pwrite(self.fd, view[done:], self.pos + done)
+                self._write_at(view, self.pos)
         except BaseException as e:
             self.failure = e
         self.pos += len(view)
@@ -180,15 +275,35 @@ class JournaledFile:
     def truncate(self, size: int | None = None) -> int:
         size = self.pos if size is None else size
         try:
-            if self.failure is None:
-                self._protect(size, os.fstat(self.fd).st_size)
+            if self.failure is None and size != self.file_size():  # (HDF5 often cuts to the size)
+                self._protect(size, self.file_size())
+                if size < self._base:  # original bytes go: their records must be durable first
+                    self._apply_held()
+                    self._sync_journal()
                 os.ftruncate(self.fd, size)
         except BaseException as e:
             self.failure = e
         return size
 
     def flush(self) -> None:
-        """Nothing is buffered here: every write has reached the operating system already."""
+        """Nothing to do: held overwrites wait for the commit (see the module docs)."""
+
+    # --- what the engine calls ---------------------------------------------------------------------
+
+    def read_into(self, into: memoryview, offset: int) -> int:
+        """Fill ``into`` with the file's bytes at ``offset`` (held overwrites included); how many
+        there were (fewer at the end of the file)."""
+        self._apply_held_over(offset, offset + into.nbytes)
+        n = os.preadv(self.fd, [into], offset)
+        if n < into.nbytes:  # held bytes past the end on disk (after a cut): a hole before them
+            end = min(into.nbytes, max(n, self._held_end - offset))
+            into[n:end] = bytes(end - n)
+            n = end
+        return n
+
+    def file_size(self) -> int:
+        """The file's size, held overwrites included."""
+        return max(os.fstat(self.fd).st_size, self._held_end)
 
     # --- transactions ------------------------------------------------------------------------------
 
@@ -202,9 +317,11 @@ class JournaledFile:
         self._saved = _Saved()
         self._last_end = -(1 << 62)  # where the last record ended (see _protect)
         fd = os.open(self.journal, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+        self._journal_fd = fd
+        self._journal_synced = False
+        self._folder_synced = False
         head = MAGIC + struct.pack("<Q", self._base)
         _write_all(fd, _HEADER.pack(MAGIC, self._base, zlib.crc32(head)))
-        self._journal_fd = fd
 
     def _protect(self, lo: int, hi: int) -> None:
         """Copy the original bytes in [lo, hi) into the journal, unless already there."""
@@ -220,30 +337,90 @@ class JournaledFile:
                 # to the next bytes already saved (those may hold new data by now), so that the
                 # next overwrites find their original bytes saved already.
                 b = max(b, self._saved.missing(a, min(self._base, a + READ_AHEAD))[0][1])
+            # Unsaved bytes were never overwritten, so the file still holds them (not held ones).
             original = os.pread(self.fd, b - a, a)
             crc = zlib.crc32(original, zlib.crc32(struct.pack("<QQ", a, b - a)))
             _write_all(self._journal_fd, _RECORD.pack(a, b - a, crc) + original)
+            self._journal_synced = False
             self._saved.add(a, b)
             self._last_end = b
+
+    def _write_at(self, view: memoryview, offset: int) -> None:
+        """Write ``view`` at ``offset``: original bytes held back (durability "full"), the rest now."""
+        held = 0 if self.durability == "none" else max(0, min(len(view), self._base - offset))
+        if held:
+            with self._lock:
+                self._held.append((offset, bytes(view[:held])))
+                self._held_ranges.add(offset, offset + held)
+                self._held_bytes += held
+                self._held_end = max(self._held_end, offset + held)
+        done = held
+        while done < len(view):
+            done += os.pwrite(self.fd, view[done:], offset + done)
+        if self._held_bytes >= HOLD_BYTES:
+            self._apply_held()
+
+    def _apply_held_over(self, lo: int, hi: int) -> None:
+        """Apply the held overwrites first if some of them fall in [lo, hi) (a read of them)."""
+        if self._held_bytes:
+            with self._lock:
+                if self._held_ranges.intersects(lo, hi):
+                    self._apply_held()
+
+    def _sync_journal(self) -> None:
+        """Make the journal's records durable (and its name, the first time)."""
+        if self.durability == "none" or self._journal_fd is None:
+            return
+        if not self._journal_synced:
+            os.fdatasync(self._journal_fd)
+            self._journal_synced = True
+        if not self._folder_synced:
+            sync_folder(self.journal)
+            self._folder_synced = True
+
+    def _apply_held(self) -> None:
+        """Sync the journal, then write the held overwrites to the file (one batch)."""
+        with self._lock:
+            if not self._held:
+                return
+            self._sync_journal()
+            for offset, data in self._held:
+                view = memoryview(data)
+                done = 0
+                while done < len(view):
+                    done += os.pwrite(self.fd, view[done:], offset + done)
+            self._drop_held()
+
+    def _drop_held(self) -> None:
+        with self._lock:
+            self._held = []
+            self._held_ranges = _Saved()
+            self._held_bytes = 0
+            self._held_end = 0
 
     def commit(self) -> None:
         """Make everything written so far permanent (call after HDF5 has flushed)."""
         if self._journal_fd is None:
             return
-        os.fsync(self.fd)
+        self._apply_held()
+        if self.durability == "full":
+            os.fsync(self.fd)
         os.close(self._journal_fd)
         self._journal_fd = None
         os.remove(self.journal)
+        if self.durability == "full":
+            sync_folder(self.journal)
 
     def rollback(self) -> None:
         """Put back the file as it was at the last commit (HDF5 must have closed it)."""
         self.failure = None
         self.interrupted = False
+        self._drop_held()  # never written: nothing to undo for them
         if self._journal_fd is None:
             return
         os.close(self._journal_fd)
         self._journal_fd = None
-        recover(self.path, self.fd)
+        _undo(self.path, self.journal, self.fd, interrupted=False, durability=self.durability)
 
     def discard_writes(self) -> None:
         """Drop every write from now until the rollback (what HDF5 writes while closing a file
@@ -252,7 +429,8 @@ class JournaledFile:
             self.failure = _Discarded()
 
     def close(self) -> None:
-        if self._journal_fd is not None:  # uncommitted: the journal stays for recover()
+        self._drop_held()  # uncommitted: never written, and the journal stays for recover()
+        if self._journal_fd is not None:
             os.close(self._journal_fd)
             self._journal_fd = None
         self._closer()
@@ -294,12 +472,13 @@ def recover(path: str, fd: int | None = None) -> bool:
     ``fd``: the file, already open for writing and locked (a rollback); otherwise it is opened and
     locked here, so the journal of a writer that is still running is left alone (LoomLockedError).
     Raises a LoomFormatError naming the journal if it cannot be applied (no write permission).
+    Recovery always syncs (a power cut during it must not lose the file it repairs).
     """
     journal = journal_path(path)
     if not os.path.exists(journal):
         return False
     if fd is not None:
-        return _apply(path, journal, fd)
+        return _undo(path, journal, fd, interrupted=False, durability="full")
     try:
         own = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
     except PermissionError:
@@ -310,19 +489,26 @@ def recover(path: str, fd: int | None = None) -> bool:
         raise LoomFormatError(msg) from None
     try:
         lock(own, path)
-        return _apply(path, journal, own)
+        return _undo(path, journal, own, interrupted=True, durability="full")
     finally:
         os.close(own)
 
 
-def _apply(path: str, journal: str, fd: int) -> bool:
+def _undo(path: str, journal: str, fd: int, *, interrupted: bool, durability: Durability) -> bool:
+    """Copy the journal's saved bytes back into the file and cut it to its original length.
+
+    ``interrupted``: the journal was left by a process that died (a warning); otherwise this process
+    is rolling back a write call of its own, which it reports by raising (a debug message here).
+    """
     try:
         with open(journal, "rb") as f:
             content = f.read()
     except FileNotFoundError:  # another process recovered it first
         return False
-    if len(content) < _HEADER.size:
-        os.remove(journal)  # cut short while being created: nothing was overwritten yet
+    if _torn_header(content):
+        # Cut short while being created (by a kill, or by a power cut before it was synced): the
+        # header is synced before anything is overwritten, so nothing was.
+        _remove_journal(journal, durability)
         return False
     magic, base, crc = _HEADER.unpack_from(content)
     if magic != MAGIC or crc != zlib.crc32(MAGIC + struct.pack("<Q", base)):
@@ -341,7 +527,31 @@ def _apply(path: str, journal: str, fd: int) -> bool:
         restored += length
         at += _RECORD.size + length
     os.ftruncate(fd, base)
-    os.fsync(fd)
-    os.remove(journal)
-    log.warning("%s: undid an interrupted write (%d bytes restored)", path, restored)
+    if durability == "full":
+        os.fsync(fd)  # the file is whole again before the journal that made it so goes
+    _remove_journal(journal, durability)
+    if interrupted:
+        log.warning("%s: undid an interrupted write (%d bytes restored)", path, restored)
+    else:
+        log.debug("%s: rolled back a failed write (%d bytes restored)", path, restored)
     return True
+
+
+def _torn_header(content: bytes) -> bool:
+    """Whether ``content`` starts with a journal header that was never completely written: shorter
+    than a header, or a part of one followed by zeros (what a power cut leaves), or the magic with a
+    wrong checksum. Anything else that is not a valid header is someone else's file."""
+    head = content[: _HEADER.size]
+    if len(head) < _HEADER.size:
+        return True
+    magic, base, crc = _HEADER.unpack(head)
+    if magic == MAGIC:
+        return crc != zlib.crc32(MAGIC + struct.pack("<Q", base))
+    written = magic.rstrip(b"\0")
+    return MAGIC.startswith(written) and not head[len(MAGIC) :].strip(b"\0")
+
+
+def _remove_journal(journal: str, durability: Durability) -> None:
+    os.remove(journal)
+    if durability == "full":
+        sync_folder(journal)

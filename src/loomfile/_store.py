@@ -31,7 +31,7 @@ from ._errors import (
     LoomValueError,
 )
 from ._hdf5chunks import StoredColumns
-from ._journal import JournaledFile, interrupts_deferred
+from ._journal import Durability, JournaledFile, interrupts_deferred
 from ._selection import AxisSelection
 
 if TYPE_CHECKING:
@@ -53,11 +53,11 @@ def open_h5(path: str, mode: str) -> h5py.File:
         raise _open_error(path, mode, e) from e
 
 
-def open_journaled(path: str) -> tuple[h5py.File, JournaledFile]:
+def open_journaled(path: str, durability: Durability = "full") -> tuple[h5py.File, JournaledFile]:
     """Open an HDF5 file for writing through a rollback journal (see ``_journal``); the caller has
     undone any write a dead process left half done (``recover``)."""
     _check_file(path)
-    journal = JournaledFile(path)
+    journal = JournaledFile(path, durability)
     try:
         return h5py.File(journal, "r+"), journal
     except OSError as e:
@@ -153,8 +153,9 @@ class LoomStore:
         self.path = path
         self.journal = journal  # writable connections: undoes a write that fails half way
         self.remote = remote  # files opened by URL (read-only, see _remote)
-        # Where the engine reads the file's bytes when HDF5 reads it through a file object.
-        self._source: Source | None = journal.fd if journal is not None else remote
+        # Where the engine reads the file's bytes when HDF5 reads it through a file object (the
+        # journal, which also serves the overwrites it holds back).
+        self._source: Source | None = journal if journal is not None else remote
         self._depth = 0  # of nested transactions
         self.mode: str = h5.mode
         # Spec-3 files keep global attributes in /attrs; older ones on the root group.

@@ -243,6 +243,7 @@ def from_10x(
     genome folder) or a 10x .h5 file (filtered_feature_bc_matrix.h5, or a download named
     <sample>_filtered_feature_bc_matrix.h5). v2 and v3+ layouts, gzipped or not.
     """
+    from ._journal import durability_of, sync_folder
     from .io import create_from_cellranger
     from .io.cellranger import file_stem, locate
 
@@ -257,6 +258,8 @@ def from_10x(
             source_path, aside, genome, source=source, feature_types=types, progress=progress  # type: ignore[arg-type]
         )
         shutil.move(built, target)
+        if durability_of(None) == "full":  # (a rename: the importer synced the file)
+            sync_folder(target)
     click.echo(f"wrote {output}")
 
 

@@ -20,7 +20,7 @@ from ._changes import META, layer_key
 from ._compat import LoompyAliases
 from ._errors import LoomFormatError, LoomLockedError, LoomNotFoundError, LoomValueError
 from ._html import to_html
-from ._journal import locking_disabled, recover
+from ._journal import Durability, durability_of, locking_disabled, recover, replace
 from ._names import transposed
 from ._selection import AxisSelection
 from ._store import LoomStore, open_h5, open_journaled
@@ -52,10 +52,12 @@ class LoomConnection(AnnDataExport, LoompyAliases):
         *,
         validate: bool | Literal["full"] = True,
         storage_options: Mapping[str, Any] | None = None,
+        durability: Durability | None = None,
     ) -> None:
         if mode not in ("r", "r+"):
             msg = f"Mode must be either 'r' or 'r+', not {mode!r}"
             raise LoomValueError(msg)
+        level = durability_of(durability)
         filename = os.fspath(filename)
         if _remote.is_url(filename):
             self._attach(filename, _remote.open_store(filename, mode, bool(validate), storage_options))
@@ -69,7 +71,7 @@ class LoomConnection(AnnDataExport, LoompyAliases):
         if mode == "r":
             self._attach(filename, LoomStore(open_h5(filename, mode), filename))
         else:
-            h5, journal = open_journaled(filename)
+            h5, journal = open_journaled(filename, level)
             self._attach(filename, LoomStore(h5, filename, journal))
         if transposed(self.ra.keys(), self.ca.keys()):
             warn(
@@ -393,6 +395,7 @@ def connect(
     validate: bool | Literal["full"] = True,
     storage_options: Mapping[str, Any] | None = None,
     timeout: float = 0,
+    durability: Durability | None = None,
 ) -> LoomConnection:
     """Open a Loom file.
 
@@ -415,17 +418,24 @@ def connect(
         Seconds to keep trying while another process holds the file's lock (a writer; for mode
         ``"r+"``, also readers) before raising :class:`LoomLockedError`; 0: raise at once. See
         docs/concurrency.md.
+    durability
+        ``"full"`` (the default): every write call is on the disk when it returns, and a power cut
+        at any moment leaves the file as it was before the call or after it (the journal and the
+        file are synced in SQLite's order; a few fsyncs per call). ``"none"``: no fsync at all, for
+        scratch files; a killed process still leaves the old or the new file, a power cut may not.
+        Default: ``$LOOMFILE_DURABILITY``, else ``"full"``. See docs/reliability.md.
 
     Examples
     --------
     >>> with loomfile.connect("data.loom", "r") as ds:
     ...     genes = ds.ra.Gene
     """
+    level = durability_of(durability)
     deadline = time.monotonic() + timeout
     while True:
         try:
             return LoomConnection(
-                os.fspath(filename), mode, validate=validate, storage_options=storage_options
+                os.fspath(filename), mode, validate=validate, storage_options=storage_options, durability=level
             )
         except LoomLockedError:
             left = deadline - time.monotonic()
@@ -459,24 +469,34 @@ def _discard(path: str) -> None:
 
 
 @contextlib.contextmanager
-def written_aside(target: str) -> Iterator[str]:
+def written_aside(target: str, durability: Durability | None = None) -> Iterator[str]:
     """A temporary path beside ``target`` to write; renamed over ``target`` when the block ends
-    normally, removed if it raises (so ``target`` is never half-written)."""
+    normally, removed if it raises (so ``target`` is never half-written, even by a power cut with
+    durability "full": see ``_journal.replace``). The file at the path must be closed by then."""
+    level = durability_of(durability)
     tmp = _temp_path(target)
     try:
         yield tmp
-        os.replace(tmp, target)
+        replace(tmp, target, level)
     except BaseException:
         _discard(tmp)
         raise
 
 
-def new(filename: str | os.PathLike[str], *, file_attrs: Mapping[str, Any] | None = None) -> LoomConnection:
+def new(
+    filename: str | os.PathLike[str],
+    *,
+    file_attrs: Mapping[str, Any] | None = None,
+    durability: Durability | None = None,
+) -> LoomConnection:
     """Create an empty Loom file and return a read/write connection to it.
 
     The file is built under a temporary name in the same folder and moved to ``filename`` when the
-    connection is closed, so an existing file there is never half-overwritten.
+    connection is closed, so an existing file there is never half-overwritten. ``durability``: as
+    in :func:`connect`; with ``"full"`` the file is fsynced before it is renamed into place and the
+    folder after, so a power cut leaves the old file (or none) or the complete new one.
     """
+    level = durability_of(durability)
     target = os.path.expanduser(os.fspath(filename))
     attrs = dict(file_attrs or {})
     for name, value in attrs.items():
@@ -495,7 +515,7 @@ def new(filename: str | os.PathLike[str], *, file_attrs: Mapping[str, Any] | Non
     ds.filename = target
 
     def commit() -> None:
-        os.replace(tmp, target)
+        replace(tmp, target, level)
 
     ds._commit = commit
     ds._finalizer = weakref.finalize(ds, _discard, tmp)
@@ -509,11 +529,13 @@ def create(
     col_attrs: Mapping[str, Any],
     *,
     file_attrs: Mapping[str, Any] | None = None,
+    durability: Durability | None = None,
 ) -> None:
     """Create a Loom file from a matrix (dense or scipy.sparse) or a dict of layers ("" required).
 
     Every input is checked before anything is written; the file appears at ``filename`` only once
-    it is complete (an existing file there stays untouched if anything fails).
+    it is complete (an existing file there stays untouched if anything fails). ``durability``: as in
+    :func:`connect` (``"full"``: synced before and after it is renamed into place).
 
     Examples
     --------
@@ -545,7 +567,7 @@ def create(
                 )
                 raise LoomValueError(msg)
             checked.append((axis, name, arr))
-    ds = new(filename, file_attrs=file_attrs)
+    ds = new(filename, file_attrs=file_attrs, durability=durability)
     try:
         ds.layers[""] = layer_dict[""]
         for name, value in layer_dict.items():
