@@ -9,7 +9,7 @@ import numpy as np
 from . import _format as fmt
 from ._errors import LoomKeyError, LoomValueError
 from ._mapping import NamedMapping
-from ._selection import AxisSelection
+from ._selection import AxisSelection, normalize_axis_key
 
 if TYPE_CHECKING:
     from ._store import LoomStore
@@ -108,9 +108,9 @@ class AttributeManager(NamedMapping[np.ndarray]):
         """An attribute by name; several names stacked; or, for an index, a sliced copy of all."""
         if isinstance(key, str):
             return super().__getitem__(key)
-        if isinstance(key, tuple) and all(isinstance(k, str) for k in key):
+        if isinstance(key, tuple) and key and all(isinstance(k, str) for k in key):
             return self._stack(key)
-        return self._select(AxisSelection.from_key(key, self._n(), self._axis))
+        return self._select(normalize_axis_key(key, self._n(), self._axis))
 
     def _stack(self, names: tuple[str, ...]) -> np.ndarray:
         found = [self[name] for name in names if name in self]

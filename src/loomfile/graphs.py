@@ -10,7 +10,7 @@ import scipy.sparse as sparse
 from . import _format as fmt
 from ._errors import LoomFormatError, LoomKeyError, LoomValueError
 from ._mapping import NamedMapping
-from ._selection import AxisSelection
+from ._selection import AxisSelection, normalize_axis_key
 
 if TYPE_CHECKING:
     from ._store import LoomStore
@@ -184,13 +184,13 @@ class GraphManager(NamedMapping[sparse.coo_matrix]):
         """A graph by name; the first existing of several names; or, for an index, subgraphs of all."""
         if isinstance(key, str):
             return super().__getitem__(key)
-        if isinstance(key, tuple) and all(isinstance(k, str) for k in key):
+        if isinstance(key, tuple) and key and all(isinstance(k, str) for k in key):
             for name in key:
                 if name in self:
                     return self[name]
             msg = f"None of the {self._kind}s {list(key)} exist"
             raise LoomKeyError(msg)
-        return self._select(AxisSelection.from_key(key, self._n(), self._axis))
+        return self._select(normalize_axis_key(key, self._n(), self._axis))
 
     def _select(self, selection: AxisSelection) -> GraphManager:
         graphs = {name: self._cut(name, selection) for name in self._names()}
