@@ -370,6 +370,7 @@ def connect(
     validate: bool | Literal["full"] = True,
     storage_options: Mapping[str, Any] | None = None,
     timeout: float = 0,
+    spec_version: str = fmt.SPEC_VERSION,
 ) -> LoomConnection:
     """Open a Loom file.
 
@@ -392,6 +393,9 @@ def connect(
         Seconds to keep trying while another process holds the file's lock (a writer; for mode
         ``"r+"``, also readers) before raising :class:`LoomLockedError`; 0: raise at once. See
         docs/concurrency.md.
+    spec_version
+        Accepted as loompy accepts it (the version its validator checked against); loomfile's
+        validation accepts every version it can read (spec 2 and 3), so it changes nothing.
 
     Examples
     --------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sparse
@@ -11,9 +11,7 @@ from . import _format as fmt
 from ._errors import LoomFormatError, LoomKeyError, LoomValueError
 from ._mapping import NamedMapping
 from ._selection import AxisSelection, normalize_axis_key
-
-if TYPE_CHECKING:
-    from ._store import LoomStore
+from ._store import store_of
 
 _AXIS_WORD = ("Row", "Column")
 
@@ -118,12 +116,18 @@ class GraphManager(NamedMapping[sparse.coo_matrix]):
 
     def __init__(
         self,
-        store: LoomStore | None,
+        ds: Any,
         axis: int,
         *,
         graphs: dict[str, sparse.coo_matrix] | None = None,
         length: int = 0,
     ) -> None:
+        """``ds``: a connection (loomfile's or loompy's) or a LoomStore; None with ``graphs`` for
+        graphs in memory."""
+        store = store_of(ds)
+        if ds is not None and store is None:
+            msg = f"GraphManager needs a connection, not {type(ds).__name__}"
+            raise LoomValueError(msg)
         self._store = store
         self._axis = axis
         self._memory = graphs
