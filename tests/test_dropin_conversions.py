@@ -192,3 +192,44 @@ def test_a_none_global_attribute_is_refused_as_loompy_refuses_it(tmp_path) -> No
     path = loomfile_create(tmp_path, np.arange(N_COLS))
     with loomfile.connect(path) as ds, pytest.raises(LoomValueError, match="Global attribute 'title'"):
         ds.attrs["title"] = None
+
+
+# --- pandas matrices: layers, create, add_columns, block writes --------------------------------------
+
+
+def h5_matrix(path: str, name: str = "matrix") -> np.ndarray:
+    with h5py.File(path, "r") as f:
+        return f[name][()]
+
+
+@pytest.mark.parametrize(
+    ("frame", "dtype"),
+    [
+        (pd.DataFrame(np.arange(8, dtype=np.float32).reshape(2, N_COLS)), np.float32),
+        (pd.DataFrame(np.arange(8).reshape(2, N_COLS)).astype("Int64"), np.int64),
+        (pd.DataFrame({"a": [1, 2], "b": [0.5, 1.5], "c": [3, 4], "d": [5, 6]}), np.float64),
+        (pd.DataFrame(np.arange(8).reshape(2, N_COLS), dtype=np.uint16), np.uint16),
+    ],
+    ids=["float32", "Int64", "mixed-int-float", "uint16"],
+)
+def test_a_dataframe_is_a_matrix_of_its_numpy_type(tmp_path, frame: pd.DataFrame, dtype: type) -> None:
+    path = os.fspath(tmp_path / "df.loom")
+    loomfile.create(path, frame, {"g": pd.Series([1, 2])}, {"c": pd.Index(list("abcd"))})
+    stored = h5_matrix(path)
+    assert stored.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(stored, frame.to_numpy(dtype=dtype))
+    with loomfile.connect(path) as ds:
+        ds["again"] = frame
+        ds[:, 1:3] = frame.iloc[:, :2] * 0
+        ds.add_columns({"": frame.iloc[:, :1], "again": frame.iloc[:, :1]}, {"c": pd.Series(["e"])})
+    expected = frame.to_numpy(dtype=dtype).copy()
+    expected[:, 1:3] = 0
+    np.testing.assert_array_equal(h5_matrix(path), np.c_[expected, frame.to_numpy(dtype=dtype)[:, :1]])
+    np.testing.assert_array_equal(h5_matrix(path, "layers/again")[:, :N_COLS], frame.to_numpy(dtype=dtype))
+
+
+def test_a_dataframe_with_missing_values_is_refused_as_nan_is(tmp_path) -> None:
+    frame = pd.DataFrame(np.ones((2, N_COLS))).astype("Int64").mask(np.eye(2, N_COLS, dtype=bool))
+    with pytest.raises(LoomValueError, match="main matrix contains NaN"):
+        loomfile.create(os.fspath(tmp_path / "na.loom"), frame, {}, {})
+    assert not os.path.exists(tmp_path / "na.loom")

@@ -383,10 +383,32 @@ def _as_array(values: Any, what: str) -> np.ndarray[Any, Any]:
     return arr
 
 
+def from_pandas(value: Any) -> Any:
+    """A pandas object (DataFrame, Series, Index, Categorical, extension array) as the numpy array
+    ``np.asarray`` makes of it (what loompy stores when a caller passes ``np.asarray(value)``);
+    anything else unchanged.
+
+    A DataFrame of numeric columns (nullable ``Int64``/``boolean`` included) becomes a matrix of
+    their common numpy type; missing values become NaN (which layers then refuse, naming them).
+    """
+    if type(value).__module__.partition(".")[0] != "pandas":
+        return value
+    if value.ndim == 2:
+        try:
+            dtypes = [np.dtype(getattr(dt, "numpy_dtype", dt)) for dt in value.dtypes]
+        except TypeError:  # categorical or other non-numpy columns: numpy's own conversion
+            return np.asarray(value)
+        if dtypes and all(dt.kind in "biuf" for dt in dtypes):
+            if bool(value.isna().to_numpy().any()):
+                return value.to_numpy(dtype=np.result_type(np.float64, *dtypes), na_value=np.nan)
+            return value.to_numpy(dtype=np.result_type(*dtypes))
+    return np.asarray(value)
+
+
 def dense_array(values: Any, what: str) -> np.ndarray[Any, Any]:
     """``np.asarray(values)``, refusing ragged nested lists with a message naming ``what``."""
     try:
-        return np.asarray(values)
+        return np.asarray(from_pandas(values))
     except ValueError as e:
         msg = f"{what} could not be turned into an array ({e}); ragged lists are not allowed"
         raise LoomValueError(msg) from None

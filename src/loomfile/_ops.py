@@ -111,12 +111,13 @@ class FixedSide:
 def _layers_dict(ds: LoomConnection, layers: Any) -> dict[str, Any]:
     from .layers import LayerManager
 
+    layers = fmt.from_pandas(layers)
     if isinstance(layers, np.ndarray) or sparse.issparse(layers):
         return {"": layers}
     if isinstance(layers, LayerManager):
         return {k: layers[k] for k in layers.keys()}
     if isinstance(layers, Mapping):
-        out = dict(layers)
+        out = {name: fmt.from_pandas(matrix) for name, matrix in layers.items()}
     else:
         msg = f"layers must be a matrix, a dict of matrices or a LayerManager, not {type(layers).__name__}"
         raise LoomValueError(msg)

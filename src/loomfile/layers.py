@@ -500,6 +500,7 @@ def check_layer_value(
 
 def write_new_layer(store: LoomStore, name: str, value: Any) -> None:
     """Create or replace a whole layer from a dense/sparse matrix, another layer, or a dtype name."""
+    value = fmt.from_pandas(value)
     current = store.shape
     shape, dtype = check_layer_value(value, name, None if current == (0, 0) else current)
     if name != "" and current == (0, 0):
