@@ -31,6 +31,7 @@ import loomfile
 LOOMPY_SUBMODULES = [
     "attribute_manager",
     "bus_file",
+    "cell_calling",
     "global_attribute_manager",
     "graph_manager",
     "layer_manager",

@@ -39,8 +39,6 @@ LOOMPY_SUBMODULES = [
 # Not built yet (see CHANGELOG): each entry must really be missing (strict xfail), so the list
 # shrinks as they are added.
 NOT_YET = {
-    "call_cells": "loompy's cell calling (10x's Good-Turing ambient test) is not ported",
-    "cell_calling": "loompy's cell calling (10x's Good-Turing ambient test) is not ported",
     "create_from_star": "the STARsolo importer is not written",
     "create_from_kallistobus": "loompy's kallisto|bustools importer is not written",
     "BusFile": "kallisto's BUS output is not read",
@@ -369,3 +367,67 @@ def test_create_from_fastq_checks_its_inputs_as_loompy_does(tmp_path, missing: s
     with pytest.raises(ValueError) as ours:
         loomfile.create_from_fastq(*args)
     assert str(ours.value) == str(theirs.value)
+
+
+# --- call_cells, against loompy's (the same draws from a seeded np.random) -----------------------------
+
+
+def barcode_matrix(seed: int) -> Any:
+    """Genes x barcodes: 60 cells (600-900 UMIs), 700 ambient barcodes (25-200 UMIs), 1240 nearly
+    empty ones; ambient and cell profiles Zipf-like, as in droplet data (60 genes only in cells)."""
+    import scipy.sparse as sparse
+
+    rng = np.random.default_rng(seed)
+    n_genes = 300
+    ambient = 1.0 / np.arange(1, n_genes + 1) ** 1.1
+    ambient[-60:] = 0  # genes only cells express
+    ambient /= ambient.sum()
+    cell = 1.0 / rng.permutation(np.arange(1, n_genes + 1)) ** 1.1
+    cell /= cell.sum()
+    columns = [rng.multinomial(n, cell) for n in rng.integers(600, 900, 60)]
+    columns += [rng.multinomial(n, ambient) for n in rng.integers(25, 200, 700)]
+    columns += [rng.multinomial(n, ambient) for n in rng.integers(0, 15, 1240)]
+    return sparse.csr_matrix(np.array(columns).T)
+
+
+def test_call_cells_gives_loompys_answer() -> None:
+    matrix = barcode_matrix(11)
+    np.random.seed(4)
+    theirs = loompy.call_cells(matrix, expected_n_cells=60)
+    np.random.seed(4)
+    ours = loomfile.call_cells(matrix, expected_n_cells=60)
+    assert ours[0] == theirs[0]
+    np.testing.assert_array_equal(ours[1], theirs[1])
+    assert (ours[1][:60] < 0.01).all() and (ours[1][60:] > 0.01).mean() > 0.95  # cells found
+
+
+def test_call_cells_without_unseen_features_gives_up_as_loompy_cannot(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every feature seen in the ambient barcodes: loompy fails an assertion; loomfile logs why and
+    calls every barcode a cell (loompy's answer when the estimator does not apply)."""
+    matrix = barcode_matrix(11)[:-60]
+    with pytest.raises(AssertionError):
+        loompy.call_cells(matrix, expected_n_cells=60)
+    with caplog.at_level(logging.ERROR):
+        _, pvalues = loomfile.call_cells(matrix, expected_n_cells=60)
+    assert (pvalues == 1).all()
+    assert "every feature was seen" in caplog.text
+
+
+def test_good_turing_and_bh_helpers_give_loompys_answers() -> None:
+    from loompy import cell_calling as theirs
+
+    from loomfile import cell_calling as ours
+
+    rng = np.random.default_rng(2)
+    frequencies = rng.zipf(1.6, 3000)
+    frequencies = frequencies[frequencies < 400]
+    for a, b in zip(ours.sgt_proportions(frequencies), theirs.sgt_proportions(frequencies), strict=True):
+        np.testing.assert_array_equal(a, b)
+    p = rng.random(500)
+    np.testing.assert_array_equal(ours.adjust_pvalue_bh(p), theirs.adjust_pvalue_bh(p))
+    with pytest.raises(ours.SimpleGoodTuringError):
+        ours.sgt_proportions(np.array([1, 2, 3, 1, 2]))
+    with pytest.raises(theirs.SimpleGoodTuringError):
+        theirs.sgt_proportions(np.array([1, 2, 3, 1, 2]))

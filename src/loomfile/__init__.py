@@ -14,6 +14,7 @@ from __future__ import annotations
 from . import (  # noqa: F401  (modules, not names: kept out of __all__)
     attribute_manager,
     bus_file,
+    cell_calling,
     global_attribute_manager,
     graph_manager,
     layer_manager,
@@ -53,6 +54,7 @@ from .attributes import AttributeManager, GlobalAttributeManager
 from .connection import LoomConnection, connect, create, new
 from .graphs import GraphManager
 from .io import create_from_cellranger, create_from_matrix_market, create_from_tsv, from_anndata
+from .io._cell_calling import call_cells
 from .io.fastq import create_from_fastq
 from .io.metadata import (
     load_gene_metadata,
@@ -87,6 +89,7 @@ __all__ = [
     "SelectionError",
     "ViewManager",
     "__version__",
+    "call_cells",
     "combine",
     "combine_faster",
     "compare_loom_spec_version",
