@@ -39,7 +39,6 @@ LOOMPY_SUBMODULES = [
 # Not built yet (see CHANGELOG): each entry must really be missing (strict xfail), so the list
 # shrinks as they are added.
 NOT_YET = {
-    "create_from_star": "the STARsolo importer is not written",
     "create_from_kallistobus": "loompy's kallisto|bustools importer is not written",
     "BusFile": "kallisto's BUS output is not read",
     "IncrementalSparseMatrixUInt16": "kallisto's BUS output is not read",

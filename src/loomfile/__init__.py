@@ -62,6 +62,7 @@ from .io.metadata import (
     make_row_attrs_from_gene_annotations,
     make_row_attrs_from_gene_metadata,
 )
+from .io.star import create_from_star
 from .layers import LayerManager, LoomLayer, MemoryLoomLayer
 from .to_html import to_html
 from .view import LoomView, ViewManager
@@ -99,6 +100,7 @@ __all__ = [
     "create_from_cellranger",
     "create_from_fastq",
     "create_from_matrix_market",
+    "create_from_star",
     "create_from_tsv",
     "deprecated",
     "from_anndata",

@@ -6,6 +6,7 @@ from ._combine import combine, combine_faster
 from ._compat import create_append
 from .connection import LoomConnection, connect, create, new
 from .io import create_from_cellranger, create_from_matrix_market, create_from_tsv
+from .io.star import create_from_star
 
 __all__ = [
     "LoomConnection",
@@ -16,6 +17,7 @@ __all__ = [
     "create_append",
     "create_from_cellranger",
     "create_from_matrix_market",
+    "create_from_star",
     "create_from_tsv",
     "new",
 ]
