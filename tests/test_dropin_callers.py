@@ -369,3 +369,51 @@ def test_loompy_test_connection_scan_with_default_ordering(tmp_path) -> None:
                 _, _, view = next(iter(ds.scan(axis=axis, key="key")))
                 original_ordering_data = view[:, :]
                 np.testing.assert_almost_equal(no_ordering_data, original_ordering_data)
+
+
+# --- round trips anndata's own loom scenarios exercise (categoricals with NaN, named indexes, numpy
+# --- string column names, many categories, positional ``sparse``) --------------------------------------
+
+
+def scenario(name: str) -> ad.AnnData:
+    rng = np.random.default_rng(len(name))
+    n_obs, n_vars = 40, 7
+    x = rng.poisson(1.0, (n_obs, n_vars)).astype(np.float32)
+    obs = pd.DataFrame(index=[f"o{i}" for i in range(n_obs)])
+    var = pd.DataFrame(index=[f"v{j}" for j in range(n_vars)])
+    if name == "categorical_nan":
+        obs["cat1"] = ["a", "a", "b", np.nan, np.nan] * 8
+        obs["cat2"] = pd.Categorical(["a", "a", "b", np.nan, np.nan] * 8)
+    elif name == "named_indexes":
+        obs.index.name, var.index.name = "cells", "genes"
+        obs["score"] = rng.random(n_obs)
+    elif name == "numpy_str_columns":
+        obs[np.str_("b")] = np.ones(n_obs)
+        obs["a"] = np.zeros(n_obs)
+    elif name == "many_categories":
+        labels = np.array([f"cat{i:04d}" for i in range(500)])
+        obs["cat"] = pd.Categorical.from_codes(rng.integers(0, 500, n_obs), labels)
+    return ad.AnnData(x, obs=obs, var=var)
+
+
+@pytest.mark.parametrize("name", ["categorical_nan", "named_indexes", "numpy_str_columns", "many_categories"])
+@pytest.mark.parametrize("read_sparse", [False, True])
+def test_anndata_round_trips_match_loompy(tmp_path, name: str, read_sparse: bool) -> None:
+    adata = scenario(name)
+    obs_names = adata.obs_names.name or "obs_names"
+    var_names = adata.var_names.name or "var_names"
+    paths = iter([os.fspath(tmp_path / "loompy.loom"), os.fspath(tmp_path / "loomfile.loom")])
+
+    def round_trip() -> ad.AnnData:
+        path = next(paths)
+        adata.write_loom(path)
+        return ad.io.read_loom(path, sparse=read_sparse, obs_names=obs_names, var_names=var_names)
+
+    expected, got = both(round_trip)
+    assert_same_adata(got, expected)
+    assert got.obs_names.name == expected.obs_names.name
+
+
+def test_anndata_read_loom_positional_sparse_matches_loompy(velocyto_like: str) -> None:
+    expected, got = both(lambda: ad.io.read_loom(velocyto_like, False))
+    assert_same_adata(got, expected)
