@@ -8,6 +8,7 @@ import numpy as np
 
 from . import _format as fmt
 from ._errors import LoomKeyError, LoomValueError
+from ._loompy_api import materialize_attr_values
 from ._mapping import NamedMapping
 from ._selection import AxisSelection, normalize_axis_key
 from ._store import store_of
@@ -19,8 +20,6 @@ _NO_DEFAULT: Any = object()
 def _loompy_style_values(ds: Any, axis: int) -> tuple[dict[str, np.ndarray], int]:
     """The attributes of a loompy-style ``ds`` (``shape`` and a ``_file`` mapping group paths to
     arrays), read into memory as loompy's ``materialize_attr_values`` reads them."""
-    from ._loompy_api import materialize_attr_values
-
     if not hasattr(ds, "_file") or not hasattr(ds, "shape"):
         msg = f"AttributeManager needs a connection or an object with '_file' and 'shape', not {type(ds).__name__}"
         raise LoomValueError(msg)
