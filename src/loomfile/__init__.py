@@ -10,6 +10,23 @@ Use it as a drop-in for loompy::
 
 from __future__ import annotations
 
+# loompy's submodules, importable as attributes as in loompy (``loompy.utils.timestamp()``)
+from . import (  # noqa: F401  (modules, not names: kept out of __all__)
+    attribute_manager,
+    bus_file,
+    cell_calling,
+    global_attribute_manager,
+    graph_manager,
+    layer_manager,
+    loom_layer,
+    loom_validator,
+    loom_view,
+    loompy,
+    metadata_loaders,
+    normalize,
+    utils,
+    view_manager,
+)
 from ._combine import combine, combine_faster
 from ._compat import create_append
 from ._errors import (
@@ -25,12 +42,29 @@ from ._errors import (
 )
 from ._format import SPEC_VERSION as loom_spec_version
 from ._format import timestamp
+from ._loompy_api import (
+    compare_loom_spec_version,
+    deprecated,
+    get_loom_spec_version,
+    materialize_attr_values,
+    normalize_attr_values,
+)
 from ._validator import LoomValidator
 from .attributes import AttributeManager, GlobalAttributeManager
 from .connection import LoomConnection, connect, create, new
 from .graphs import GraphManager
 from .io import create_from_cellranger, create_from_matrix_market, create_from_tsv, from_anndata
+from .io._cell_calling import call_cells
+from .io.fastq import create_from_fastq
+from .io.metadata import (
+    load_gene_metadata,
+    load_sample_metadata,
+    make_row_attrs_from_gene_annotations,
+    make_row_attrs_from_gene_metadata,
+)
+from .io.star import create_from_star
 from .layers import LayerManager, LoomLayer, MemoryLoomLayer
+from .to_html import to_html
 from .view import LoomView, ViewManager
 
 __version__ = "0.1.0"
@@ -56,16 +90,29 @@ __all__ = [
     "SelectionError",
     "ViewManager",
     "__version__",
+    "call_cells",
     "combine",
     "combine_faster",
+    "compare_loom_spec_version",
     "connect",
     "create",
     "create_append",
     "create_from_cellranger",
+    "create_from_fastq",
     "create_from_matrix_market",
+    "create_from_star",
     "create_from_tsv",
+    "deprecated",
     "from_anndata",
+    "get_loom_spec_version",
+    "load_gene_metadata",
+    "load_sample_metadata",
     "loom_spec_version",
+    "make_row_attrs_from_gene_annotations",
+    "make_row_attrs_from_gene_metadata",
+    "materialize_attr_values",
     "new",
+    "normalize_attr_values",
     "timestamp",
+    "to_html",
 ]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._errors import LoomValueError
-from ._warn import warn
+from ._warn import warn_caller
 
 if TYPE_CHECKING:
     from .connection import LoomConnection
@@ -99,7 +99,7 @@ def column_attributes(
                 ca[key] = groups.first(values)
     for key, func in (aggr_ca_by or {}).items():
         if key not in ds.ca.keys():
-            warn(f"aggr_ca_by names {key!r}, which is not a column attribute")
+            warn_caller(f"aggr_ca_by names {key!r}, which is not a column attribute")
             continue
         values = ds.ca[key]
         if func == "tally":

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._errors import LoomValueError
+from ._warn import warn_caller
 
 Axis = Literal[0, 1]
 
@@ -301,25 +302,70 @@ def _decode_given_bytes(items: Any, what: str) -> list[str]:
         raise LoomValueError(msg) from None
 
 
-def _object_to_array(values: np.ndarray[Any, Any], what: str) -> np.ndarray[Any, Any]:
-    """Resolve an object array into strings or numbers, refusing mixtures and None."""
-    flat = values.ravel()
-    if any(v is None for v in flat):
-        msg = f"{what} contains None; use '' for missing text or NaN for missing numbers"
+def _is_missing(value: object) -> bool:
+    """None, pandas' NA, or a float NaN: the missing values loompy stores as text."""
+    if value is None or type(value).__name__ == "NAType":
+        return True
+    return isinstance(value, float | np.floating) and value != value
+
+
+def _is_text_like(value: object) -> bool:
+    """What loompy 3.0.8 stringifies in a mixture and a caller can mean: text, real numbers, bools
+    and missing values (not bytes, complex numbers, dicts or other objects)."""
+    return isinstance(value, str | numbers.Real | np.bool_) or _is_missing(value)
+
+
+def _check_no_nul(texts: np.ndarray[Any, Any], what: str) -> None:
+    if any("\x00" in v for v in texts.ravel()):
+        msg = f"{what} contains a string with a NUL character, which HDF5 strings cannot hold"
         raise LoomValueError(msg)
+
+
+def _to_text(values: np.ndarray[Any, Any], what: str) -> np.ndarray[Any, Any]:
+    """Every value as ``str(value)``, as loompy 3.0.8 stores a mixture, with one warning saying how
+    many values were converted and to what."""
+    flat = values.ravel()
+    out = np.empty(values.shape, dtype=object)
+    out.ravel()[:] = [str(v) for v in flat]
+    _check_no_nul(out, what)
+    converted = [v for v in flat if not isinstance(v, str)]
+    first: dict[str, object] = {}  # one example per missing value and per type, in order
+    for v in converted:
+        first.setdefault(str(v) if _is_missing(v) else type(v).__name__, v)
+    shown = [f'{v!s} -> "{v!s}"' for v in list(first.values())[:3]]
+    more = ", ..." if len(first) > len(shown) else ""
+    warn_caller(
+        f"{what}: {len(converted)} value{'s' if len(converted) != 1 else ''} converted to text "
+        f"({', '.join(shown)}{more})"
+    )
+    return out
+
+
+def _object_to_array(values: np.ndarray[Any, Any], what: str) -> np.ndarray[Any, Any]:
+    """Resolve an object array into strings or numbers; a mixture with text or missing values
+    becomes text (warned), anything else is refused."""
+    flat = values.ravel()
     if all(isinstance(v, str) for v in flat):
         return values
     if all(isinstance(v, bytes | np.bytes_) for v in flat):
         out = np.empty(values.shape, dtype=object)
         out.ravel()[:] = _decode_given_bytes(flat, what)
         return out
-    if all(isinstance(v, numbers.Number | np.bool_) for v in flat):
+    if all(isinstance(v, numbers.Number | np.bool_) and not _is_missing(v) for v in flat):
         return np.asarray(flat.tolist()).reshape(values.shape)
+    if values.ndim == 1 and all(_is_text_like(v) for v in flat):
+        return _to_text(values, what)
     kinds = sorted({type(v).__name__ for v in flat})
+    bad = sorted({type(v).__name__ for v in flat if not _is_text_like(v)})
     if len(kinds) == 1:
         msg = f"{what} holds {kinds[0]} values; Loom attributes hold numbers or strings"
+    elif bad:
+        msg = (
+            f"{what} mixes value types ({', '.join(kinds)}); {', '.join(bad)} values have no text form "
+            "a reader could rely on: convert them first"
+        )
     else:
-        msg = f"{what} mixes value types ({', '.join(kinds)}); convert it to one type (e.g. all str) first"
+        msg = f"{what} is a {values.ndim}-D array mixing value types ({', '.join(kinds)}); convert it to one type first"
     raise LoomValueError(msg)
 
 
@@ -337,10 +383,32 @@ def _as_array(values: Any, what: str) -> np.ndarray[Any, Any]:
     return arr
 
 
+def from_pandas(value: Any) -> Any:
+    """A pandas object (DataFrame, Series, Index, Categorical, extension array) as the numpy array
+    ``np.asarray`` makes of it (what loompy stores when a caller passes ``np.asarray(value)``);
+    anything else unchanged.
+
+    A DataFrame of numeric columns (nullable ``Int64``/``boolean`` included) becomes a matrix of
+    their common numpy type; missing values become NaN (which layers then refuse, naming them).
+    """
+    if type(value).__module__.partition(".")[0] != "pandas":
+        return value
+    if value.ndim == 2:
+        try:
+            dtypes = [np.dtype(getattr(dt, "numpy_dtype", dt)) for dt in value.dtypes]
+        except TypeError:  # categorical or other non-numpy columns: numpy's own conversion
+            return np.asarray(value)
+        if dtypes and all(dt.kind in "biuf" for dt in dtypes):
+            if bool(value.isna().to_numpy().any()):
+                return value.to_numpy(dtype=np.result_type(np.float64, *dtypes), na_value=np.nan)
+            return value.to_numpy(dtype=np.result_type(*dtypes))
+    return np.asarray(value)
+
+
 def dense_array(values: Any, what: str) -> np.ndarray[Any, Any]:
     """``np.asarray(values)``, refusing ragged nested lists with a message naming ``what``."""
     try:
-        return np.asarray(values)
+        return np.asarray(from_pandas(values))
     except ValueError as e:
         msg = f"{what} could not be turned into an array ({e}); ragged lists are not allowed"
         raise LoomValueError(msg) from None
@@ -357,9 +425,11 @@ def normalize_values(values: Any, what: str, *, allow_scalar: bool = False) -> n
     - ``bool`` becomes uint8 (Loom has no bool type): True/False read back as 1/0.
     - Integers and floats keep their dtype; a list mixing them becomes float64 (numpy's rule). NaN
       and infinity are allowed in attributes (only layers refuse them).
-    - ``None`` is refused (loompy stored the text "None"): use "" for missing text, NaN for a
-      missing number.
-    - Mixtures of text and anything else (numbers, bytes, None) are refused, never stringified.
+    - A 1-D mixture of text, numbers, bools and missing values (None, NaN, pandas' NA), or only
+      missing values, is stored as ``str()`` of each value, exactly as loompy 3.0.8 stores it
+      (callers filter on the text "None"), with one UserWarning saying what was converted.
+    - Mixtures with bytes, complex numbers, dicts or other objects are refused, never stringified.
+    - pandas input (Series, Index, Categorical, nullable columns) is taken as ``np.asarray``.
     - Ragged lists, complex numbers, dicts and other objects are refused, and so are strings
       containing NUL (HDF5 strings end at the first NUL).
     - Structured (compound) arrays of numbers and bytes are kept (SCENIC writes them).
@@ -395,10 +465,7 @@ def normalize_values(values: Any, what: str, *, allow_scalar: bool = False) -> n
                 raise LoomValueError(msg)
         return arr
     if arr.dtype.kind == "O":
-        for v in arr.ravel():
-            if "\x00" in v:
-                msg = f"{what} contains a string with a NUL character, which HDF5 strings cannot hold"
-                raise LoomValueError(msg)
+        _check_no_nul(arr, what)
         return arr
     msg = f"{what} has dtype {arr.dtype}; Loom attributes hold integers, floats or strings"
     raise LoomValueError(msg)

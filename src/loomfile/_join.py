@@ -33,7 +33,7 @@ from ._errors import LoomValueError
 from ._ops import BAND_BYTES, aligned_bands, key_ordering
 from ._progress import Tick
 from ._selection import AxisSelection
-from ._warn import warn
+from ._warn import warn_caller
 
 if TYPE_CHECKING:
     from .connection import LoomConnection
@@ -110,7 +110,7 @@ def combine_joined(
         shape = [0, 0]
         shape[joined], shape[axis] = len(order), sum(ds.shape[axis] for ds in sources)
         if any(len(g.keys()) for ds in sources for g in (ds.row_graphs, ds.col_graphs)):
-            warn("graphs are not combined by a join; the output has none (combine them from the inputs if needed)")
+            warn_caller("graphs are not combined by a join; the output has none (combine them from the inputs if needed)")
         out = new(output_file, file_attrs={**dict(sources[0].attrs.items()), **dict(file_attrs or {})})
         try:
             for name in sorted(layers, key=lambda k: k != ""):
@@ -147,7 +147,7 @@ def _layer_dtypes(sources: Sequence[LoomConnection], files: Sequence[str]) -> di
     for ds, path in zip(sources, files, strict=True):
         missing = [n for n in names if n not in ds.layers]
         if missing:
-            warn(f"{path} has no layers {missing}: they are zeros for its part of the output")
+            warn_caller(f"{path} has no layers {missing}: they are zeros for its part of the output")
     return {
         name: np.result_type(*(np.dtype(ds.layers[name].dtype) for ds in sources if name in ds.layers))
         for name in names
@@ -215,7 +215,7 @@ def _joined_attrs(
             done[places] = True
         result[name] = filled
     if dropped:
-        warn(f"{word} attributes of different shapes in different files were dropped: {dropped}")
+        warn_caller(f"{word} attributes of different shapes in different files were dropped: {dropped}")
     return result
 
 
@@ -245,7 +245,7 @@ def _concatenated_attrs(
             continue
         result[name] = np.concatenate(parts)
     if dropped:
-        warn(
+        warn_caller(
             f"{word} attributes not present in every file were dropped: {dropped} "
             "(pass fill_values to keep them, e.g. fill_values='auto' for zeros and empty strings)"
         )

@@ -19,7 +19,7 @@ from ._errors import LoomValueError, SelectionError
 from ._hdf5chunks import StoredColumns
 from ._progress import Tick
 from ._selection import AxisSelection
-from ._warn import warn
+from ._warn import warn_caller
 
 # add_loom reads at most this much of every layer at once (batch_size columns, or fewer): bands
 # land in buffers that are recycled, but touching them the first time costs a page fault per page,
@@ -113,12 +113,13 @@ class FixedSide:
 def _layers_dict(ds: LoomConnection, layers: Any) -> dict[str, Any]:
     from .layers import LayerManager
 
+    layers = fmt.from_pandas(layers)
     if isinstance(layers, np.ndarray) or sparse.issparse(layers):
         return {"": layers}
     if isinstance(layers, LayerManager):
         return {k: layers[k] for k in layers.keys()}
     if isinstance(layers, Mapping):
-        out = dict(layers)
+        out = {name: fmt.from_pandas(matrix) for name, matrix in layers.items()}
     else:
         msg = f"layers must be a matrix, a dict of matrices or a LayerManager, not {type(layers).__name__}"
         raise LoomValueError(msg)
@@ -242,7 +243,7 @@ def _replace_col_attrs(ds: LoomConnection, final: dict[str, np.ndarray], dropped
     """Write the merged column attributes, deleting (with a warning) those dropped: only once the
     layers are written, so that a call which fails does not warn of a drop that never happened."""
     if dropped:
-        warn(
+        warn_caller(
             f"column attributes not present in both files were dropped: {dropped} "
             "(pass fill_values to keep them, e.g. fill_values='auto' for zeros and empty strings)"
         )

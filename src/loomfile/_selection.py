@@ -1,8 +1,9 @@
 """One selection model for every read, write, view and scan.
 
-Any key a user may give for one axis (int, slice, list or array of ints, boolean mask) becomes an
-:class:`AxisSelection`: the positions it selects, in the caller's order, plus whether the axis is
-dropped (an int key). Storage code reads the sorted unique positions and numpy finishes the job
+Any key a user may give for one axis (int, numpy integer or 0-d integer array, slice with any step,
+list or array of ints, boolean mask) becomes an :class:`AxisSelection`: the positions it selects, in the caller's order, plus whether the axis is
+dropped (an int key). A whole key is first spread over the axes as numpy and h5py do
+(:func:`expand_key`: ``()``, ``...`` and ``(..., k)``). Storage code reads the sorted unique positions and numpy finishes the job
 (order, repeats), so no HDF5 indexing limit ever reaches the user.
 """
 
@@ -104,16 +105,37 @@ class AxisSelection:
         return unique.astype(np.intp), inverse.astype(np.intp)
 
 
-def normalize_key(key: Any, shape: tuple[int, int]) -> tuple[AxisSelection, AxisSelection]:
-    """Split a 2-D key (``ds[rows, cols]``) into one selection per axis."""
-    if not isinstance(key, tuple):
-        key = (key, slice(None))
-    if len(key) == 1:
-        key = (key[0], slice(None))
-    if len(key) != 2:
-        msg = f"a Loom matrix has two axes, but the key has {len(key)} parts"
+def expand_key(key: Any, ndim: int) -> tuple[Any, ...]:
+    """One key per axis, by numpy's rules: ``()`` and ``...`` select everything, a single ``...``
+    stands for as many whole axes as are missing, and missing trailing axes are whole."""
+    parts = key if isinstance(key, tuple) else (key,)
+    ellipses = [i for i, part in enumerate(parts) if part is Ellipsis]
+    if len(ellipses) > 1:
+        msg = f"an index can only have a single ellipsis (...), got {len(ellipses)}"
         raise SelectionError(msg)
-    return (AxisSelection.from_key(key[0], shape[0], 0), AxisSelection.from_key(key[1], shape[1], 1))
+    if any(part is None for part in parts):
+        msg = "np.newaxis (None) cannot index a Loom matrix; select first, then reshape the numpy result"
+        raise SelectionError(msg)
+    if ellipses:
+        at = ellipses[0]
+        parts = parts[:at] + (slice(None),) * max(0, ndim - len(parts) + 1) + parts[at + 1 :]
+    if len(parts) > ndim:
+        what = "a Loom matrix has two axes" if ndim == 2 else "an attribute or graph has one axis"
+        msg = f"{what}, but the key has {len(parts)} parts"
+        raise SelectionError(msg)
+    return parts + (slice(None),) * (ndim - len(parts))
+
+
+def normalize_key(key: Any, shape: tuple[int, int]) -> tuple[AxisSelection, AxisSelection]:
+    """Split a 2-D key (``ds[rows, cols]``, ``ds[()]``, ``ds[..., 3]``) into one selection per axis."""
+    rows, cols = expand_key(key, 2)
+    return (AxisSelection.from_key(rows, shape[0], 0), AxisSelection.from_key(cols, shape[1], 1))
+
+
+def normalize_axis_key(key: Any, n: int, axis: int) -> AxisSelection:
+    """The selection for a 1-D key (``ds.ca[mask]``, ``ds.ra[()]``, ``ds.col_graphs[...]``)."""
+    (only,) = expand_key(key, 1)
+    return AxisSelection.from_key(only, n, axis)
 
 
 def result_shape(rows: AxisSelection, cols: AxisSelection) -> tuple[int, ...]:

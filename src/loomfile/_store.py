@@ -739,3 +739,18 @@ class LoomStore:
         h5[fmt.GLOBALS_GROUP].create_dataset(fmt.SPEC_VERSION_NAME, data=fmt.SPEC_VERSION, dtype=fmt.UTF8)
         h5[fmt.GLOBALS_GROUP].create_dataset("CreationDate", data=fmt.timestamp(), dtype=fmt.UTF8)
         h5.attrs[fmt.TIMESTAMP_ATTR] = fmt.timestamp()
+
+
+def store_of(source: Any) -> LoomStore | None:
+    """The LoomStore behind what loompy builds its managers from: a loomfile connection or store,
+    an h5py file, or an object whose ``_file`` is an h5py file (a loompy connection). None for
+    None and for anything else (the caller decides what that means)."""
+    if source is None or isinstance(source, LoomStore):
+        return source
+    inner = getattr(source, "_store", None)
+    if isinstance(inner, LoomStore):
+        return inner
+    h5 = source if isinstance(source, h5py.File) else getattr(source, "_file", None)
+    if isinstance(h5, h5py.File):
+        return LoomStore(h5, h5.filename)
+    return None

@@ -1,10 +1,4 @@
-"""Warnings that point at the caller's line, however deep inside loomfile they are raised.
-
-A fixed ``stacklevel`` is right for one call path only: the same drop of column attributes is
-warned about from ``add_columns``, ``add_loom`` and ``combine``, each at another depth, and a
-warning that points into loomfile tells the user nothing. :func:`warn` counts the frames up to the
-first one outside the package (Python 3.12's ``skip_file_prefixes``, for 3.10 too).
-"""
+"""Warnings that point at the user's line, however deep inside loomfile they are raised."""
 
 from __future__ import annotations
 
@@ -12,14 +6,23 @@ import os
 import sys
 import warnings
 
-_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_PASS_THROUGH = ("contextlib.py", "functools.py")
 
 
-def warn(message: str, category: type[Warning] = UserWarning) -> None:
-    """``warnings.warn`` attributed to the first caller outside loomfile."""
-    level = 2  # 1 is this function, 2 the frame below
-    frame = sys._getframe(1)
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside loomfile (and the decorators it runs through),
+    as seen from the function that calls this one."""
+    frame = sys._getframe(2)
+    level = 2
+    while frame is not None and (
+        frame.f_code.co_filename.startswith(_PACKAGE_DIR) or frame.f_code.co_filename.endswith(_PASS_THROUGH)
+    ):
         frame = frame.f_back  # type: ignore[assignment]
         level += 1
-    warnings.warn(message, category, stacklevel=level)
+    return level
+
+
+def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn(message)`` attributed to the line of user code that called into loomfile."""
+    warnings.warn(message, category, stacklevel=caller_stacklevel())

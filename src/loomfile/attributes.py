@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from . import _format as fmt
 from ._errors import LoomKeyError, LoomValueError
+from ._loompy_api import materialize_attr_values
 from ._mapping import NamedMapping
-from ._selection import AxisSelection
-
-if TYPE_CHECKING:
-    from ._store import LoomStore
+from ._selection import AxisSelection, normalize_axis_key
+from ._store import store_of
 
 _AXIS_WORD = ("Row", "Column")
+_NO_DEFAULT: Any = object()
+
+
+def _loompy_style_values(ds: Any, axis: int) -> tuple[dict[str, np.ndarray], int]:
+    """The attributes of a loompy-style ``ds`` (``shape`` and a ``_file`` mapping group paths to
+    arrays), read into memory as loompy's ``materialize_attr_values`` reads them."""
+    if not hasattr(ds, "_file") or not hasattr(ds, "shape"):
+        msg = f"AttributeManager needs a connection or an object with '_file' and 'shape', not {type(ds).__name__}"
+        raise LoomValueError(msg)
+    group = ds._file[("/row_attrs/", "/col_attrs/")[axis]]
+    values = {name: materialize_attr_values(np.asarray(group[name][:])) for name in group}
+    return values, int(ds.shape[axis])
 
 
 class AttributeManager(NamedMapping[np.ndarray]):
@@ -34,12 +45,18 @@ class AttributeManager(NamedMapping[np.ndarray]):
 
     def __init__(
         self,
-        store: LoomStore | None,
+        ds: Any,
         axis: int,
         *,
         values: dict[str, np.ndarray] | None = None,
         length: int = 0,
     ) -> None:
+        """``ds``: a connection (loomfile's or loompy's), a LoomStore, or, as in loompy's unit tests,
+        any object with a ``shape`` and a ``_file`` mapping "/row_attrs/" and "/col_attrs/" to
+        arrays (read into memory); None with ``values`` for attributes in memory."""
+        store = store_of(ds)
+        if ds is not None and store is None:
+            values, length = _loompy_style_values(ds, axis)
         self._store = store
         self._axis = axis
         self._memory = values
@@ -108,9 +125,9 @@ class AttributeManager(NamedMapping[np.ndarray]):
         """An attribute by name; several names stacked; or, for an index, a sliced copy of all."""
         if isinstance(key, str):
             return super().__getitem__(key)
-        if isinstance(key, tuple) and all(isinstance(k, str) for k in key):
+        if isinstance(key, tuple) and key and all(isinstance(k, str) for k in key):
             return self._stack(key)
-        return self._select(AxisSelection.from_key(key, self._n(), self._axis))
+        return self._select(normalize_axis_key(key, self._n(), self._axis))
 
     def _stack(self, names: tuple[str, ...]) -> np.ndarray:
         found = [self[name] for name in names if name in self]
@@ -133,12 +150,16 @@ class AttributeManager(NamedMapping[np.ndarray]):
         values = {name: self._get(name)[selection.indices] for name in self._names()}
         return AttributeManager.in_memory(self._axis, values, selection.size)
 
-    def get(self, name: str, default: Any = None) -> Any:
-        """The named attribute, or ``default`` (checked to have one value per row/column)."""
+    def get(self, name: str, default: Any = _NO_DEFAULT) -> Any:
+        """The named attribute, or ``default`` (checked, as loompy does, to be an array with one
+        value per row/column); without a default, None."""
         if name in self:
             return self[name]
-        if default is None:
+        if default is _NO_DEFAULT:
             return None
+        if default is None:
+            msg = f"Default for {self._kind} {name!r} must be an array of {self._n()} values, not None"
+            raise LoomValueError(msg)
         values = np.asarray(default)
         if values.ndim == 0 or values.shape[0] != self._n():
             msg = f"Default for {self._kind} {name!r} must have {self._n()} values, got shape {values.shape}"
@@ -167,7 +188,13 @@ class GlobalAttributeManager(NamedMapping[Any]):
     _fields = frozenset({"_store", "_memory"})
     _kind = "global attribute"
 
-    def __init__(self, store: LoomStore | None, *, values: dict[str, Any] | None = None) -> None:
+    def __init__(self, f: Any, *, values: dict[str, Any] | None = None) -> None:
+        """``f``: a LoomStore, a connection, or (as loompy builds it) an open h5py file; None with
+        ``values`` for global attributes in memory."""
+        store = store_of(f)
+        if f is not None and store is None:
+            msg = f"GlobalAttributeManager needs an h5py file or a connection, not {type(f).__name__}"
+            raise LoomValueError(msg)
         self._store = store
         self._memory = values
 

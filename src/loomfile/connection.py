@@ -25,7 +25,7 @@ from ._names import transposed
 from ._selection import AxisSelection
 from ._store import LoomStore, open_h5, open_journaled
 from ._validator import LoomValidator
-from ._warn import warn
+from ._warn import warn_caller
 from .attributes import AttributeManager, GlobalAttributeManager
 from .graphs import GraphManager
 from .layers import LayerManager, check_layer_value
@@ -74,7 +74,7 @@ class LoomConnection(AnnDataExport, LoompyAliases):
             h5, journal = open_journaled(filename, level)
             self._attach(filename, LoomStore(h5, filename, journal))
         if transposed(self.ra.keys(), self.ca.keys()):
-            warn(
+            warn_caller(
                 f"'{filename}' looks transposed: its rows carry cell names and its columns gene names "
                 "(Loom keeps genes in rows, cells in columns). Tools reading it as Loom will swap them"
             )
@@ -396,6 +396,7 @@ def connect(
     storage_options: Mapping[str, Any] | None = None,
     timeout: float = 0,
     durability: Durability | None = None,
+    spec_version: str = fmt.SPEC_VERSION,
 ) -> LoomConnection:
     """Open a Loom file.
 
@@ -424,6 +425,9 @@ def connect(
         file are synced in SQLite's order; a few fsyncs per call). ``"none"``: no fsync at all, for
         scratch files; a killed process still leaves the old or the new file, a power cut may not.
         Default: ``$LOOMFILE_DURABILITY``, else ``"full"``. See docs/reliability.md.
+    spec_version
+        Accepted as loompy accepts it (the version its validator checked against); loomfile's
+        validation accepts every version it can read (spec 2 and 3), so it changes nothing.
 
     Examples
     --------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sparse
@@ -10,10 +10,8 @@ import scipy.sparse as sparse
 from . import _format as fmt
 from ._errors import LoomFormatError, LoomKeyError, LoomValueError
 from ._mapping import NamedMapping
-from ._selection import AxisSelection
-
-if TYPE_CHECKING:
-    from ._store import LoomStore
+from ._selection import AxisSelection, normalize_axis_key
+from ._store import store_of
 
 _AXIS_WORD = ("Row", "Column")
 
@@ -118,12 +116,18 @@ class GraphManager(NamedMapping[sparse.coo_matrix]):
 
     def __init__(
         self,
-        store: LoomStore | None,
+        ds: Any,
         axis: int,
         *,
         graphs: dict[str, sparse.coo_matrix] | None = None,
         length: int = 0,
     ) -> None:
+        """``ds``: a connection (loomfile's or loompy's) or a LoomStore; None with ``graphs`` for
+        graphs in memory."""
+        store = store_of(ds)
+        if ds is not None and store is None:
+            msg = f"GraphManager needs a connection, not {type(ds).__name__}"
+            raise LoomValueError(msg)
         self._store = store
         self._axis = axis
         self._memory = graphs
@@ -184,13 +188,13 @@ class GraphManager(NamedMapping[sparse.coo_matrix]):
         """A graph by name; the first existing of several names; or, for an index, subgraphs of all."""
         if isinstance(key, str):
             return super().__getitem__(key)
-        if isinstance(key, tuple) and all(isinstance(k, str) for k in key):
+        if isinstance(key, tuple) and key and all(isinstance(k, str) for k in key):
             for name in key:
                 if name in self:
                     return self[name]
             msg = f"None of the {self._kind}s {list(key)} exist"
             raise LoomKeyError(msg)
-        return self._select(AxisSelection.from_key(key, self._n(), self._axis))
+        return self._select(normalize_axis_key(key, self._n(), self._axis))
 
     def _select(self, selection: AxisSelection) -> GraphManager:
         graphs = {name: self._cut(name, selection) for name in self._names()}

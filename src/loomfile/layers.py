@@ -18,6 +18,7 @@ from ._mapping import NamedMapping
 from ._progress import Tick, nothing
 from ._selection import AxisSelection, normalize_key, result_shape, take
 from ._sparse import build_coo
+from ._store import store_of
 
 T = TypeVar("T")
 
@@ -84,7 +85,13 @@ def _as_selection(key: Any, n: int, axis: int) -> AxisSelection:
 class LoomLayer:
     """A layer in the file: index it like a numpy array (``layer[rows, cols]``), or assign to it."""
 
-    def __init__(self, store: LoomStore, name: str) -> None:
+    def __init__(self, name: str, ds: Any) -> None:
+        """Layer ``name`` of ``ds``: a connection (loomfile's or loompy's) or a LoomStore (loompy's
+        argument order)."""
+        store = store_of(ds)
+        if store is None:
+            msg = f"LoomLayer needs a connection, not {type(ds).__name__}"
+            raise LoomValueError(msg)
         self._store = store
         self.name = name
 
@@ -335,11 +342,17 @@ class LayerManager(NamedMapping[Any]):
 
     def __init__(
         self,
-        store: LoomStore | None,
+        ds: Any,
         *,
         layers: dict[str, MemoryLoomLayer] | None = None,
         shape: tuple[int, int] = (0, 0),
     ) -> None:
+        """``ds``: a connection (loomfile's or loompy's) or a LoomStore; None with ``layers`` for
+        layers in memory."""
+        store = store_of(ds)
+        if ds is not None and store is None:
+            msg = f"LayerManager needs a connection, not {type(ds).__name__}"
+            raise LoomValueError(msg)
         self._store = store
         self._memory = layers
         self._shape = shape
@@ -358,7 +371,7 @@ class LayerManager(NamedMapping[Any]):
         if self._memory is not None:
             return self._memory[name]
         assert self._store is not None
-        return LoomLayer(self._store, name)
+        return LoomLayer(name, self._store)
 
     def __getitem__(self, key: Any) -> Any:
         """A layer by name, or (for a 2-D index) every layer sliced, in memory."""
@@ -487,6 +500,7 @@ def check_layer_value(
 
 def write_new_layer(store: LoomStore, name: str, value: Any) -> None:
     """Create or replace a whole layer from a dense/sparse matrix, another layer, or a dtype name."""
+    value = fmt.from_pandas(value)
     current = store.shape
     shape, dtype = check_layer_value(value, name, None if current == (0, 0) else current)
     if name != "" and current == (0, 0):

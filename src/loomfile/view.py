@@ -134,8 +134,8 @@ class AnnDataExport:
 class ViewManager:
     """``ds.view[rows, cols]`` creates a :class:`LoomView`."""
 
-    def __init__(self, source: Sliceable) -> None:
-        self._source = source
+    def __init__(self, ds: Sliceable) -> None:
+        self._source = ds
 
     def __getitem__(self, key: Any) -> LoomView:
         if not isinstance(key, tuple) or len(key) != 2:

@@ -24,7 +24,7 @@ import scipy.sparse as sparse
 from .. import _format as fmt
 from .._errors import LoomError, LoomFormatError, LoomKeyError, LoomNotFoundError, LoomValueError
 from .._names import CELL_IDS, GENE_NAMES, name_attribute
-from .._warn import warn
+from .._warn import warn_caller
 from ..graphs import to_coo
 from ..layers import check_layer_value
 from . import _uns
@@ -172,7 +172,7 @@ def _graph_csr(graph: sparse.coo_matrix, what: str) -> sparse.csr_matrix:
     csr = graph.tocsr()
     csr.sum_duplicates()
     if csr.nnz < graph.nnz:
-        warn(
+        warn_caller(
             f"{what}: {graph.nnz - csr.nnz} repeated edges of the Loom graph merged into one each "
             "(weights summed), as a CSR matrix holds each edge once"
         )
@@ -349,7 +349,7 @@ def from_anndata(
     layers = _layers_for_file(adata)
     uns_items = _uns_items(adata.uns, uns)
     if adata.raw is not None:
-        warn(
+        warn_caller(
             f"adata.raw ({adata.raw.n_vars} genes) is not written: a Loom file has one set of genes. "
             "To keep it, write adata.raw.to_adata() to a Loom file of its own"
         )
@@ -484,7 +484,7 @@ def _as_categoricals(frame: Any, recorded: Any, axis_name: str) -> None:
         categories = np.asarray(entry["categories"])
         values = frame[name].to_numpy()
         if not np.isin(values, categories).all():
-            warn(
+            warn_caller(
                 f"{axis_name}[{name!r}] holds values that are not among the categories recorded when "
                 "it was written; it stays a plain column"
             )

@@ -1,0 +1,7 @@
+"""loompy's ``loompy.attribute_manager`` module: row and column attributes."""
+
+from __future__ import annotations
+
+from .attributes import AttributeManager
+
+__all__ = ["AttributeManager"]

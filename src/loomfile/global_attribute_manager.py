@@ -1,0 +1,7 @@
+"""loompy's ``loompy.global_attribute_manager`` module: file-level attributes."""
+
+from __future__ import annotations
+
+from .attributes import GlobalAttributeManager
+
+__all__ = ["GlobalAttributeManager"]

@@ -1,0 +1,7 @@
+"""loompy's ``loompy.graph_manager`` module: row and column graphs."""
+
+from __future__ import annotations
+
+from .graphs import GraphManager
+
+__all__ = ["GraphManager"]

@@ -1,0 +1,7 @@
+"""loompy's ``loompy.layer_manager`` module: the layers of a file or view."""
+
+from __future__ import annotations
+
+from .layers import LayerManager
+
+__all__ = ["LayerManager"]

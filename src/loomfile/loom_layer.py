@@ -1,0 +1,7 @@
+"""loompy's ``loompy.loom_layer`` module: one layer, on disk or in memory."""
+
+from __future__ import annotations
+
+from .layers import LoomLayer, MemoryLoomLayer
+
+__all__ = ["LoomLayer", "MemoryLoomLayer"]

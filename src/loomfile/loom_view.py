@@ -1,0 +1,7 @@
+"""loompy's ``loompy.loom_view`` module: in-memory slices of a file."""
+
+from __future__ import annotations
+
+from .view import LoomView
+
+__all__ = ["LoomView"]

@@ -1,0 +1,23 @@
+"""loompy's ``loompy.loompy`` module: the connection and the functions that make files."""
+
+from __future__ import annotations
+
+from ._combine import combine, combine_faster
+from ._compat import create_append
+from .connection import LoomConnection, connect, create, new
+from .io import create_from_cellranger, create_from_matrix_market, create_from_tsv
+from .io.star import create_from_star
+
+__all__ = [
+    "LoomConnection",
+    "combine",
+    "combine_faster",
+    "connect",
+    "create",
+    "create_append",
+    "create_from_cellranger",
+    "create_from_matrix_market",
+    "create_from_star",
+    "create_from_tsv",
+    "new",
+]

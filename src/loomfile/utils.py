@@ -1,0 +1,8 @@
+"""loompy's ``loompy.utils`` module: timestamps, spec versions, deprecation messages."""
+
+from __future__ import annotations
+
+from ._format import timestamp
+from ._loompy_api import compare_loom_spec_version, deprecated, get_loom_spec_version
+
+__all__ = ["compare_loom_spec_version", "deprecated", "get_loom_spec_version", "timestamp"]
