@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import h5py
 import numpy as np
 
 import loomfile
@@ -29,3 +31,46 @@ def counts_file(
         col_attrs,
     )
     return m
+
+
+# The submodules of loompy 3.0.8 callers import from (loomfile has each, re-exporting its names)
+LOOMPY_SUBMODULES = [
+    "attribute_manager",
+    "bus_file",
+    "cell_calling",
+    "global_attribute_manager",
+    "graph_manager",
+    "layer_manager",
+    "loom_layer",
+    "loom_validator",
+    "loom_view",
+    "loompy",
+    "metadata_loaders",
+    "normalize",
+    "to_html",
+    "utils",
+    "view_manager",
+]
+
+
+def stored_contents(path: str) -> dict[str, Any]:
+    """The matrix, layers and attributes of a Loom file as h5py reads them (text decoded)."""
+    out: dict[str, Any] = {}
+    with h5py.File(path, "r") as f:
+
+        def visit(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset) and name.split("/")[0] in (
+                "matrix",
+                "layers",
+                "row_attrs",
+                "col_attrs",
+            ):
+                values = obj[()]
+                if values.dtype.kind in "OS":
+                    values = np.array(
+                        [v.decode() if isinstance(v, bytes) else v for v in values.ravel()], dtype=object
+                    )
+                out[name] = values
+
+        f.visititems(visit)
+    return out

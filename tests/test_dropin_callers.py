@@ -27,24 +27,7 @@ import pytest
 import scipy.sparse as sparse
 
 import loomfile
-
-LOOMPY_SUBMODULES = [
-    "attribute_manager",
-    "bus_file",
-    "cell_calling",
-    "global_attribute_manager",
-    "graph_manager",
-    "layer_manager",
-    "loom_layer",
-    "loom_validator",
-    "loom_view",
-    "loompy",
-    "metadata_loaders",
-    "normalize",
-    "to_html",
-    "utils",
-    "view_manager",
-]
+from looms import LOOMPY_SUBMODULES
 
 
 @contextlib.contextmanager

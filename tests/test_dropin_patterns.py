@@ -10,39 +10,17 @@ import warnings
 from collections import Counter
 from typing import Any
 
-import h5py
 import loompy
 import numpy as np
 import pandas as pd
 import pytest
 
 import loomfile
-
-
-def contents(path: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    with h5py.File(path, "r") as f:
-
-        def visit(name: str, obj: Any) -> None:
-            if isinstance(obj, h5py.Dataset) and name.split("/")[0] in (
-                "matrix",
-                "layers",
-                "row_attrs",
-                "col_attrs",
-            ):
-                values = obj[()]
-                if values.dtype.kind in "OS":
-                    values = np.array(
-                        [v.decode() if isinstance(v, bytes) else v for v in values.ravel()], dtype=object
-                    )
-                out[name] = values
-
-        f.visititems(visit)
-    return out
+from looms import stored_contents
 
 
 def assert_same_files(ours: str, theirs: str) -> None:
-    a, b = contents(ours), contents(theirs)
+    a, b = stored_contents(ours), stored_contents(theirs)
     assert a.keys() == b.keys()
     for name in b:
         assert a[name].dtype.kind == b[name].dtype.kind or {a[name].dtype.kind, b[name].dtype.kind} <= {

@@ -10,7 +10,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import h5py
 import loompy
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ import scipy.sparse as sparse
 
 import loomfile
 from loomfile import LoomValueError
+from looms import stored_contents
 
 N_GENES = 30
 RAW = [f"{a}{b}{c}" for a in "ACGT" for b in "ACGT" for c in "AC"][:50]  # 50 raw barcodes
@@ -76,30 +76,10 @@ def solo_out(root: Path, seed: int, legacy: bool = False) -> str:
     return os.fspath(root)
 
 
-def contents(path: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    with h5py.File(path, "r") as f:
-
-        def visit(name: str, obj: Any) -> None:
-            if isinstance(obj, h5py.Dataset) and name.split("/")[0] in (
-                "matrix",
-                "layers",
-                "row_attrs",
-                "col_attrs",
-            ):
-                values = obj[()]
-                if values.dtype.kind in "OS":
-                    values = np.array(
-                        [v.decode() if isinstance(v, bytes) else v for v in values.ravel()], dtype=object
-                    )
-                out[name] = values
-
-        f.visititems(visit)
-    return out
 
 
 def assert_same_files(ours: str, theirs: str, *, by_cell: bool = False) -> None:
-    a, b = contents(ours), contents(theirs)
+    a, b = stored_contents(ours), stored_contents(theirs)
     assert a.keys() == b.keys()
     order_a = np.argsort(a["col_attrs/CellID"]) if by_cell else slice(None)
     order_b = np.argsort(b["col_attrs/CellID"]) if by_cell else slice(None)
