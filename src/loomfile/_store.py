@@ -301,6 +301,9 @@ class LoomStore:
         if self.mode == "r" and self._reopen is not None:
             self._become_writable()
         h5 = self.h5
+        if self.mode == "r" and self.remote is not None:
+            msg = f"Cannot {action}: '{self.path}' was opened by URL, and files opened by URL are read-only"
+            raise LoomReadOnlyError(msg)
         if self.mode == "r":
             msg = f"Cannot {action}: '{self.path}' is open read-only (mode='r'); connect with mode='r+'"
             raise LoomReadOnlyError(msg)
