@@ -176,7 +176,7 @@ def test_what_cannot_be_read(s3: dict[str, Any], stored: dict[str, Any], tmp_pat
         loomfile.connect(stored["url"], "r+", storage_options=options)  # loompy's default mode
     with loomfile.connect(stored["url"], storage_options=options) as ds:  # without a mode: for reading
         assert ds.shape == stored["matrix"].shape
-        with pytest.raises(loomfile.LoomReadOnlyError, match="opened by URL.*read-only"):
+        with pytest.raises(loomfile.LoomReadOnlyError, match=r"opened by URL.*read-only"):
             ds.ca["x"] = np.arange(ds.shape[1])
     with pytest.raises(loomfile.LoomNotFoundError, match="not found"):
         loomfile.connect(f"s3://{BUCKET}/absent.loom", "r", storage_options=options)
