@@ -173,7 +173,11 @@ def test_byte_ranges_small_large_and_past_the_end(s3: dict[str, Any], tmp_path: 
 def test_what_cannot_be_read(s3: dict[str, Any], stored: dict[str, Any], tmp_path: Path) -> None:
     options = s3["options"]
     with pytest.raises(loomfile.LoomReadOnlyError, match="mode='r'"):
-        loomfile.connect(stored["url"], storage_options=options)  # loompy's default mode is r+
+        loomfile.connect(stored["url"], "r+", storage_options=options)  # loompy's default mode
+    with loomfile.connect(stored["url"], storage_options=options) as ds:  # without a mode: for reading
+        assert ds.shape == stored["matrix"].shape
+        with pytest.raises(loomfile.LoomReadOnlyError, match=r"opened by URL.*read-only"):
+            ds.ca["x"] = np.arange(ds.shape[1])
     with pytest.raises(loomfile.LoomNotFoundError, match="not found"):
         loomfile.connect(f"s3://{BUCKET}/absent.loom", "r", storage_options=options)
     text = tmp_path / "text.loom"

@@ -165,6 +165,36 @@ class LoomStore:
         # Chunk layouts of the layers read so far (None: read through h5py), with their generation.
         self._layouts: dict[str, tuple[int, ChunkLayout | None]] = {}
         self._small_reads: dict[str, int] = {}  # chunks read through h5py so far, per layer
+        # A read-only store that becomes writable at the first write (allow_writes)
+        self._reopen: Callable[[], tuple[h5py.File, JournaledFile]] | None = None
+
+    def allow_writes(self, reopen: Callable[[], tuple[h5py.File, JournaledFile]]) -> None:
+        """Let this read-only store be written: the first write (or transaction) closes the file
+        and takes it back from ``reopen`` (open for writing through a journal, with the lock)."""
+        self._reopen = reopen
+
+    @property
+    def writable(self) -> bool:
+        """Whether writes are allowed (now, or after reopening at the first write)."""
+        return self.mode != "r" or self._reopen is not None
+
+    def _become_writable(self) -> None:
+        """Reopen for writing (see allow_writes); if that fails, the file stays open for reading."""
+        assert self._reopen is not None
+        h5 = self.h5
+        self._h5 = None
+        h5.close()
+        try:
+            new, journal = self._reopen()
+        except BaseException:
+            self._h5 = open_h5(self.path, "r")
+            raise
+        self._h5, self.journal, self._source = new, journal, journal
+        self.mode, self._reopen = new.mode, None
+        self._layouts.clear()  # (another process may have written while the file was closed)
+        self._small_reads.clear()
+        self.changes.record(LAYERS)
+        self.changes.record(META)
 
     # --- state -------------------------------------------------------------------------------------
 
@@ -216,8 +246,10 @@ class LoomStore:
         file is put back as it was before, HDF5 reopens it, and the exception propagates. If the
         process dies instead, the next connect() puts it back (see _journal).
         """
-        journal = self.journal
         outermost = self._depth == 0
+        if outermost and self.mode == "r" and self._reopen is not None:
+            self._become_writable()  # transactions are for writes: the journal must see them all
+        journal = self.journal
         deferral = (
             interrupts_deferred(journal) if outermost and journal is not None else contextlib.nullcontext()
         )
@@ -266,7 +298,12 @@ class LoomStore:
 
     def require_writable(self, action: str) -> h5py.File:
         """The file, about to be changed (or an error if it is read-only)."""
+        if self.mode == "r" and self._reopen is not None:
+            self._become_writable()
         h5 = self.h5
+        if self.mode == "r" and self.remote is not None:
+            msg = f"Cannot {action}: '{self.path}' was opened by URL, and files opened by URL are read-only"
+            raise LoomReadOnlyError(msg)
         if self.mode == "r":
             msg = f"Cannot {action}: '{self.path}' is open read-only (mode='r'); connect with mode='r+'"
             raise LoomReadOnlyError(msg)

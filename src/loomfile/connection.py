@@ -18,7 +18,7 @@ from . import _aggregate, _engine, _export, _memory, _ops, _progress, _remote
 from . import _format as fmt
 from ._changes import META, layer_key
 from ._compat import LoompyAliases
-from ._errors import LoomFormatError, LoomLockedError, LoomNotFoundError, LoomValueError
+from ._errors import LoomFormatError, LoomLockedError, LoomNotFoundError, LoomReadOnlyError, LoomValueError
 from ._html import to_html
 from ._journal import Durability, durability_of, locking_disabled, recover, replace
 from ._names import transposed
@@ -48,19 +48,19 @@ class LoomConnection(AnnDataExport, LoompyAliases):
     def __init__(
         self,
         filename: str,
-        mode: Mode = "r+",
+        mode: Mode | None = None,
         *,
         validate: bool | Literal["full"] = True,
         storage_options: Mapping[str, Any] | None = None,
         durability: Durability | None = None,
     ) -> None:
-        if mode not in ("r", "r+"):
+        if mode not in ("r", "r+", None):
             msg = f"Mode must be either 'r' or 'r+', not {mode!r}"
             raise LoomValueError(msg)
         level = durability_of(durability)
         filename = os.fspath(filename)
         if _remote.is_url(filename):
-            self._attach(filename, _remote.open_store(filename, mode, bool(validate), storage_options))
+            self._attach(filename, _remote.open_store(filename, mode or "r", bool(validate), storage_options))
             return
         if os.path.isfile(filename) and (mode != "r" or not locking_disabled()):
             # A write a dead process left half done is undone first (see _journal). Without file
@@ -68,11 +68,14 @@ class LoomConnection(AnnDataExport, LoompyAliases):
             recover(filename)
         if validate:
             LoomValidator().check(filename, deep=validate == "full")
-        if mode == "r":
-            self._attach(filename, LoomStore(open_h5(filename, mode), filename))
-        else:
+        if mode == "r+":
             h5, journal = open_journaled(filename, level)
             self._attach(filename, LoomStore(h5, filename, journal))
+        else:  # read-only; without a mode, for writing too, from the first write on (see connect)
+            store = LoomStore(open_h5(filename, "r"), filename)
+            if mode is None:
+                store.allow_writes(lambda: _reopen_for_writing(filename, level))
+            self._attach(filename, store)
         if transposed(self.ra.keys(), self.ca.keys()):
             warn_caller(
                 f"'{filename}' looks transposed: its rows carry cell names and its columns gene names "
@@ -119,8 +122,9 @@ class LoomConnection(AnnDataExport, LoompyAliases):
 
     @property
     def mode(self) -> str:
-        """'r' (read-only) or 'r+' (read/write)."""
-        return self._store.mode
+        """'r' (read-only) or 'r+' (writable: connected without a mode, the file is reopened for
+        writing at the first write)."""
+        return "r+" if self._store.writable else "r"
 
     @property
     def closed(self) -> bool:
@@ -388,9 +392,20 @@ class LoomConnection(AnnDataExport, LoompyAliases):
 # --- opening and creating ------------------------------------------------------------------------------
 
 
+def _reopen_for_writing(filename: str, level: Durability) -> tuple[h5py.File, Any]:
+    """The file reopened through a rollback journal, with the write lock (a connection opened
+    without a mode, at its first write)."""
+    recover(filename)
+    try:
+        return open_journaled(filename, level)
+    except PermissionError as e:
+        msg = f"Cannot write to '{filename}': this process may not write to it ({e.strerror}); reading works"
+        raise LoomReadOnlyError(msg) from None
+
+
 def connect(
     filename: str | os.PathLike[str],
-    mode: Mode = "r+",
+    mode: Mode | None = None,
     *,
     validate: bool | Literal["full"] = True,
     storage_options: Mapping[str, Any] | None = None,
@@ -406,7 +421,10 @@ def connect(
         Path of the file, or a URL (``s3://bucket/key.loom``, ``https://...``: any fsspec URL) of
         one to read (mode ``"r"`` only; needs ``pip install 'loomfile[remote]'``).
     mode
-        ``"r+"`` (read/write, loompy's default) or ``"r"`` (read-only).
+        By default the file is opened for reading, and reopened for writing (taking the write lock)
+        at the first write: until then other processes can read it, and a file this process may
+        not write to opens too. ``"r+"`` takes the write lock at once, as loompy's default does;
+        ``"r"`` never writes.
     validate
         Check the file's structure first (metadata only, no data reads) and raise a
         :class:`LoomFormatError` that lists the problems. Files written by loompy 2/3, loomR, SCENIC,
@@ -417,8 +435,8 @@ def connect(
         ``endpoint_url``).
     timeout
         Seconds to keep trying while another process holds the file's lock (a writer; for mode
-        ``"r+"``, also readers) before raising :class:`LoomLockedError`; 0: raise at once. See
-        docs/concurrency.md.
+        ``"r+"``, also readers) before raising :class:`LoomLockedError`; 0: raise at once. (Without
+        a mode, a first write while another process reads fails at once.) See docs/concurrency.md.
     durability
         ``"full"`` (the default): every write call is on the disk when it returns, and a power cut
         at any moment leaves the file as it was before the call or after it (the journal and the

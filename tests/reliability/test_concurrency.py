@@ -224,3 +224,82 @@ def test_repeated_reads_do_not_grow_memory(tmp_path: Path) -> None:
             ds.ca.keys()
         grown = _rss_bytes() - before
     assert grown < 40 * 2**20, f"resident memory grew by {grown / 2**20:.0f} MB"
+
+
+# --- a connection opened without a mode: for reading, and for writing from its first write ----------
+
+TRY_READ = """
+    import loomfile
+    try:
+        with loomfile.connect({path!r}, "r") as ds:
+            print("read", ds.shape, flush=True)
+    except loomfile.LoomLockedError as e:
+        print("locked", e, flush=True)
+"""
+
+
+def _other_process_reads(path: Path) -> str:
+    proc = _python(TRY_READ.format(path=os.fspath(path)))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    return out.strip()
+
+
+def test_a_default_connection_lets_others_read_until_its_first_write(
+    counts: tuple[Path, np.ndarray, np.ndarray],
+) -> None:
+    """A notebook's connect(path) used to take the write lock: `loomfile info` elsewhere failed with
+    "another process is writing". Now the lock is taken at the first write, and kept until close."""
+    path, matrix, _ = counts
+    with loomfile.connect(path) as ds:
+        assert ds.mode == "r+"
+        np.testing.assert_array_equal(ds[:, :10], matrix[:, :10])
+        assert _other_process_reads(path).startswith("read (500, 300)")
+        ds.ca["Seen"] = np.arange(300)  # the first write: reopened through the journal, locked
+        assert _other_process_reads(path).startswith("locked")
+        ds[0, 0] = 42
+        assert ds[0, 0] == 42 and list(ds.ca.Seen[:3]) == [0, 1, 2]
+    assert _other_process_reads(path).startswith("read (500, 300)")
+    with loomfile.connect(path, "r") as ds:
+        assert ds[0, 0] == 42 and "Seen" in ds.ca
+
+
+def test_a_first_write_while_another_process_reads_fails_and_keeps_reading(
+    counts: tuple[Path, np.ndarray, np.ndarray],
+) -> None:
+    path, matrix, _ = counts
+    before = path.read_bytes()
+    with _held(path, "r", 30), loomfile.connect(path) as ds:
+        with pytest.raises(loomfile.LoomLockedError, match="another process has it open"):
+            ds.ca["Seen"] = np.arange(300)
+        np.testing.assert_array_equal(ds[:, :], matrix)  # still open for reading
+        assert "Seen" not in ds.ca
+    assert path.read_bytes() == before
+
+
+def test_the_loompy_mode_still_locks_at_once(counts: tuple[Path, np.ndarray, np.ndarray]) -> None:
+    path, _, _ = counts
+    with loomfile.connect(path, "r+"):
+        assert _other_process_reads(path).startswith("locked")
+
+
+def test_a_file_this_process_may_not_write_opens_for_reading(tmp_path: Path) -> None:
+    """A lab's shared atlas, read-only to its users: connect(path) reads it (it raised
+    PermissionError); a write says why it fails. (Made unwritable with chattr +i, which stops root
+    too: the tests run as root.)"""
+    path = tmp_path / "atlas.loom"
+    loomfile.create(path, np.ones((5, 4)), {"Gene": np.arange(5)}, {"CellID": np.arange(4)})
+    path.chmod(0o444)
+    locked = subprocess.run(["chattr", "+i", os.fspath(path)], capture_output=True, text=True)
+    if locked.returncode != 0 and os.access(path, os.W_OK):
+        pytest.skip(f"cannot make the file unwritable here: {locked.stderr.strip()}")
+    try:
+        before = path.read_bytes()
+        with loomfile.connect(path) as ds:
+            assert ds.shape == (5, 4)
+            with pytest.raises(loomfile.LoomReadOnlyError, match="may not write to it"):
+                ds.ca["x"] = np.arange(4)
+            assert list(ds.ca.CellID) == [0, 1, 2, 3]
+        assert path.read_bytes() == before
+    finally:
+        subprocess.run(["chattr", "-i", os.fspath(path)], capture_output=True)
