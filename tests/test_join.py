@@ -193,3 +193,25 @@ def test_row_merge_strict_names_the_cells_that_differ(tmp_path: Path) -> None:
         assert list(ds.ra.Accession) == ["E1", "E2", ""]
     with pytest.raises(loomfile.LoomValueError, match="unique_ids"):
         loomfile.combine([a, b], os.fspath(tmp_path / "p.loom"), axis=0, unique_ids=True)
+
+
+def test_the_first_files_chunks_are_copied_as_stored(tmp_path: Path) -> None:
+    """In a join the first file's rows are the output's first rows, in order: its whole chunk
+    columns are copied without decoding (as combine does), the rest decoded and placed."""
+    import h5py
+
+    rng = np.random.default_rng(3)
+    genes = [f"G{i:03d}" for i in range(130)]
+    a = write(tmp_path / "a.loom", genes, rng.poisson(1, (130, 150)).astype(np.float32), "a")
+    b = write(tmp_path / "b.loom", genes[::-1][:120], rng.poisson(1, (120, 70)).astype(np.float32), "b")
+    out = os.fspath(tmp_path / "o.loom")
+    loomfile.combine([a, b], out, key="Accession", how="outer")
+    with h5py.File(a, "r") as fa, h5py.File(out, "r") as fo:
+        for col in (0, 64):
+            for row in (0, 64, 128):
+                assert fo["matrix"].id.read_direct_chunk((row, col)) == fa["matrix"].id.read_direct_chunk((row, col))
+    with loomfile.connect(a, "r") as da, loomfile.connect(b, "r") as db, loomfile.connect(out, "r") as do:
+        np.testing.assert_array_equal(do[:, :150], da[:, :])
+        order = [genes.index(g) for g in db.ra.Accession]
+        np.testing.assert_array_equal(do[order, 150:], db[:, :])
+        np.testing.assert_array_equal(do.layers["spliced"][:, :150], da.layers["spliced"][:, :])

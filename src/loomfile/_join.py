@@ -30,7 +30,8 @@ import numpy as np
 
 from . import _format as fmt
 from ._errors import LoomValueError
-from ._ops import BAND_BYTES, aligned_bands, key_ordering
+from ._hdf5chunks import StoredColumns
+from ._ops import BAND_BYTES, _copyable, aligned_bands, key_ordering
 from ._progress import Tick
 from ._selection import AxisSelection
 from ._warn import warn_caller
@@ -173,13 +174,20 @@ def _place(
     width = max(chunk, BAND_BYTES // max(1, n_joined * sum(d.itemsize for d in layers.values())) // chunk * chunk)
     source_kept = AxisSelection(ds.shape[joined], kept)
     everything = AxisSelection.full(n_joined)
+    # A file whose rows are the output's, in order (the first file of a join, usually), appended on
+    # the chunk grid: its whole chunk columns are copied as stored, as combine does
+    identity = axis == 1 and places.size == n_joined == ds.shape[0] and bool(np.all(places == np.arange(n_joined)))
+    copyable = _copyable(out, ds, [n for n in layers if n in ds.layers]) if identity and at % chunk == 0 else {}
     for band in aligned_bands(ds.shape[axis], at, width, chunk):
         part = AxisSelection.from_key(band, ds.shape[axis], axis)
         dst = AxisSelection.from_key(slice(at + band.start, at + band.stop), out.shape[axis], axis)
+        whole = band.stop % chunk == 0  # (at is on the grid: so is band.start)
         for name, dtype in layers.items():
             if name not in ds.layers:
                 continue  # (the layer was created as zeros)
-            if axis == 1:
+            if whole and name in copyable:
+                out._store.copy_columns(name, StoredColumns(copyable[name], band.start, band.stop), at + band.start)
+            elif axis == 1:
                 block = np.zeros((n_joined, band.stop - band.start), dtype=dtype)
                 block[places] = ds._store.read_layer(name, source_kept, part)
                 out._store.write_layer(name, everything, dst, block)
