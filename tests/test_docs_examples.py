@@ -133,10 +133,7 @@ def _readme_inputs(folder: Path) -> None:
     _write_loom("b.loom", seed=2, prefix="b")
     make_cellranger(folder, 3)
     (folder / "sample3").rename(folder / "sample1")
-    runs = folder / "runs"
-    runs.mkdir()
-    make_cellranger(runs, 3)
-    (runs / "sample3").rename(runs / "sample1")
+    _cellranger_run(folder)
     (folder / "looms").mkdir()
     counts = _counts(40, 30, 3)
     scipy.io.mmwrite("m.mtx", sparse.coo_matrix(counts), field="integer")
@@ -151,6 +148,12 @@ def _data_loom(folder: Path) -> None:
     _write_loom("data.loom")
 
 
+def _cellranger_run(folder: Path) -> None:
+    (folder / "runs").mkdir()
+    make_cellranger(folder / "runs", 3)
+    (folder / "runs" / "sample3").rename(folder / "runs" / "sample1")
+
+
 def _cortex(folder: Path) -> None:
     _write_loom("cortex.loom", n_genes=300, n_cells=200)
 
@@ -158,6 +161,7 @@ def _cortex(folder: Path) -> None:
 PREPARE: dict[str, Callable[[Path], None]] = {
     "README.md": _readme_inputs,
     "docs/anndata.md": _data_loom,
+    "docs/guide.md": _cellranger_run,
     "docs/scaling-out.md": _cortex,
 }
 
