@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._errors import LoomValueError
-from ._journal import durability_of, sync_folder
+from ._journal import durability_of, sync_file, sync_folder
 from ._progress import Tick, nothing
 from ._selection import AxisSelection
 
@@ -156,11 +156,7 @@ def written_aside_folder(target: str) -> Iterator[str]:
     full = durability_of(None) == "full"
     if full:  # the files and their names durable before the folder takes the target's name
         for name in os.listdir(tmp):
-            fd = os.open(os.path.join(tmp, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            sync_file(os.path.join(tmp, name))
         sync_folder(os.path.join(tmp, "."))
     old = None
     if os.path.lexists(target):

@@ -111,15 +111,20 @@ def sync_folder(path: str) -> None:
         log.debug("%s: the file system cannot sync this folder (%s); names may not be durable", folder, e)
 
 
+def sync_file(path: str) -> None:
+    """fsync the file at ``path`` (written by another handle: HDF5's driver, a text writer)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def replace(tmp: str, target: str, durability: Durability) -> None:
     """Rename the complete file ``tmp`` over ``target``, so that after a power cut ``target`` is the
     old file or the new one, never a part: ``tmp`` is fsynced before the rename, the folder after."""
     if durability == "full":
-        fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        sync_file(tmp)
     os.replace(tmp, target)
     if durability == "full":
         sync_folder(target)
