@@ -1,4 +1,4 @@
-"""Build the optional C helper (see src/loomfile/_batch.c); everything else is in pyproject.toml.
+"""Build the optional C helper (see src/loomfile/_engine/_batch.c); everything else is in pyproject.toml.
 
 ``optional=True``: without a compiler the build goes on, and loomfile runs the same loop in Python.
 """
@@ -9,8 +9,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "loomfile._batch",
-            ["src/loomfile/_batch.c"],
+            "loomfile._engine._batch",
+            ["src/loomfile/_engine/_batch.c"],
             extra_compile_args=["-ffp-contract=off"],
             optional=True,
         )

@@ -196,7 +196,7 @@ def floor(path: Path, reads: list[tuple[str, np.ndarray, np.ndarray]], runs: int
     """Median seconds to decode each touched chunk once, one thread, libdeflate, bytes in memory."""
     import h5py
 
-    from loomfile._codec import LIBDEFLATE
+    from loomfile._engine.codec import LIBDEFLATE
 
     if not reads or LIBDEFLATE is None:
         return None

@@ -317,7 +317,7 @@ def codec_floor(inputs: Path, op: str, runs: int = 3, threads: int = 1) -> float
     ``threads=2``, with the groups dealt alternately to two threads (the codecs release the GIL)."""
     import h5py
 
-    from loomfile._codec import IGZIP, LIBDEFLATE
+    from loomfile._engine.codec import IGZIP, LIBDEFLATE
 
     if op not in FLOORS or LIBDEFLATE is None or IGZIP is None:
         return None

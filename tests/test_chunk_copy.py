@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import loomfile
-from loomfile import _hdf5chunks
+from loomfile._engine import stored as _hdf5chunks
 from looms import counts_file
 
 N_ROWS = 150
@@ -140,7 +140,7 @@ def test_a_layer_assigned_from_another_file_is_copied_as_stored(tmp_path: Path) 
 def test_combine_in_bands_narrower_than_batch_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Bands are capped by BAND_BYTES (here to one chunk column), whatever batch_size asks for; the
     band buffers are shared by every file combine appends, so each file's bands overwrite them."""
-    from loomfile import _ops
+    from loomfile._ops import columns as _ops
 
     monkeypatch.setattr(_ops, "BAND_BYTES", 1)
     paths = [tmp_path / f"{i}.loom" for i in range(3)]

@@ -14,9 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import loomfile
-from loomfile import _chunkwrite, _codec, _hdf5chunks
-from loomfile import _format as fmt
-from loomfile._chunkwrite import Encoder
+from loomfile._engine import codec as _codec
+from loomfile._engine import stored as _hdf5chunks
+from loomfile._engine import write as _chunkwrite
+from loomfile._engine.write import Encoder
+from loomfile._format import spec as fmt
 
 FILTERS = {
     "gzip": {"compression": "gzip", "compression_opts": 2},
@@ -150,7 +152,7 @@ def test_files_written_directly_open_in_loompy(tmp_path: Path) -> None:
     n=st.integers(0, 5000), offset=st.integers(0, 300), width=st.integers(1, 2000), chunk=st.integers(1, 100)
 )
 def test_add_loom_bands_fill_whole_chunks(n: int, offset: int, width: int, chunk: int) -> None:
-    from loomfile._ops import aligned_bands
+    from loomfile._ops.columns import aligned_bands
 
     got = list(aligned_bands(n, offset, width, chunk))
     assert [i for b in got for i in range(b.start, b.stop)] == list(range(n))

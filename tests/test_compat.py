@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sparse
 
 import loomfile
-from loomfile import _compat
+from loomfile._api import loompy_aliases as _compat
 
 
 @pytest.fixture(autouse=True)

@@ -29,9 +29,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import loomfile
-from loomfile import _codec, _engine
-from loomfile._chunks import ChunkLayout, layout_of
-from loomfile._codec import FILTER_DEFLATE, FILTER_SHUFFLE, Pipeline, unshuffle
+from loomfile._engine import codec as _codec
+from loomfile._engine import read as _engine
+from loomfile._engine.chunks import ChunkLayout, layout_of
+from loomfile._engine.codec import FILTER_DEFLATE, FILTER_SHUFFLE, Pipeline, unshuffle
 from loomfile._errors import LoomFormatError
 from loomfile._selection import AxisSelection
 
@@ -1219,7 +1220,7 @@ def test_transposed_reads_match_numpy(
     cols = AxisSelection.from_key(cols_key, N_COLS, 1)
     want = values[np.ix_(rows.indices, cols.indices)].T
     with h5py.File(path, "r") as f:
-        from loomfile import _matrix_io
+        from loomfile._engine import matrix as _matrix_io
 
         got = _engine.read(layout_of(f["m"]), rows, cols, transposed=True)
         assert got.flags.c_contiguous
@@ -1234,7 +1235,7 @@ def _records_from_hdf5(dset: h5py.Dataset) -> dict[tuple[int, ...], tuple[int, i
 
 
 def _records_from_btree(dset: h5py.Dataset) -> dict[tuple[int, ...], tuple[int, int, int]] | None:
-    from loomfile._btree import chunk_records
+    from loomfile._engine.btree import chunk_records
 
     got = chunk_records(dset, dset.file.id.get_vfd_handle())
     if got is None:
@@ -1296,7 +1297,7 @@ def test_btree_parser_declines_newer_formats(tmp_path: Path) -> None:
 
 def test_a_damaged_btree_is_not_trusted(tmp_path: Path) -> None:
     """A B-tree node whose signature is damaged: the parser declines, and nothing reads wrong data."""
-    from loomfile._btree import _btree_address
+    from loomfile._engine.btree import _btree_address
 
     path = tmp_path / "damaged.h5"
     values = np.arange(700 * 900, dtype=np.float32).reshape(700, 900)

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import loomfile
+from loomfile._core.graphs import GraphManager, RowIndex, subgraph
 from loomfile._selection import AxisSelection
-from loomfile.graphs import GraphManager, RowIndex, subgraph
 from looms import counts_file
 
 

@@ -114,7 +114,7 @@ def test_sample_column_and_unique_ids(tmp_path: Path) -> None:
 def test_join_memory_is_a_band_of_the_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import tracemalloc
 
-    from loomfile import _join
+    from loomfile._ops import join as _join
 
     rng = np.random.default_rng(1)
     genes = [f"G{i}" for i in range(1500)]

@@ -19,9 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import loomfile
-from loomfile import _journal
 from loomfile._errors import LoomFormatError, LoomLockedError
-from loomfile._journal import JournaledFile, journal_path, recover
+from loomfile._store import journal as _journal
+from loomfile._store.journal import JournaledFile, journal_path, recover
 from looms import counts_file
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import loomfile
-from loomfile import _memory
+from loomfile._engine import memory as _memory
 from looms import counts_file
 
 
@@ -106,7 +106,7 @@ def test_add_columns_of_a_sparse_matrix_is_never_dense_whole(
 
     import scipy.sparse as sparse
 
-    from loomfile import _ops
+    from loomfile._ops import columns as _ops
 
     monkeypatch.setattr(_ops, "SPARSE_BAND_BYTES", 1 << 20)
     n = 8000

@@ -14,9 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import loomfile
-from loomfile import _chunks, _engine
-from loomfile._btree import chunk_records
-from loomfile._chunks import layout_of
+from loomfile._engine import chunks as _chunks
+from loomfile._engine import read as _engine
+from loomfile._engine.btree import chunk_records
+from loomfile._engine.chunks import layout_of
 from loomfile._selection import AxisSelection
 
 SHAPE = (150, 140)
@@ -118,7 +119,7 @@ def test_small_public_reads_use_a_partial_index(tmp_path: Path) -> None:
         calls.append(None if wanted is None else tuple(w.tolist() for w in wanted))
         return real(dset, wanted, fd)
 
-    with mock.patch("loomfile._store.layout_of", spy), loomfile.connect(path, "r") as ds:
+    with mock.patch("loomfile._store.store.layout_of", spy), loomfile.connect(path, "r") as ds:
         np.testing.assert_array_equal(ds[ds.ra.Gene == "g123", :], m[[123], :])
         np.testing.assert_array_equal(ds[5:9, [3, 1999, 70]], m[5:9][:, [3, 1999, 70]])
     assert calls[0] == ([1], list(range(32)))  # row 123 is in chunk row 1; 2000 columns = 32 chunks
@@ -133,6 +134,6 @@ def test_a_partial_index_that_misses_a_chunk_is_not_trusted(
     path, _ = files["2x2-deep-tree"]
     with (
         h5py.File(path, "r") as f,
-        mock.patch("loomfile._btree._Pruner.keep", lambda self, o: np.zeros(len(o), bool)),
+        mock.patch("loomfile._engine.btree._Pruner.keep", lambda self, o: np.zeros(len(o), bool)),
     ):
         assert layout_of(f["m"], (np.array([3, 4]), np.array([5]))) is None

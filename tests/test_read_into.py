@@ -11,9 +11,10 @@ import h5py
 import numpy as np
 import pytest
 
-from loomfile import _format, _matrix_io
-from loomfile._chunks import layout_of
+from loomfile._engine import matrix as _matrix_io
+from loomfile._engine.chunks import layout_of
 from loomfile._errors import LoomValueError
+from loomfile._format import spec as _format
 from loomfile._selection import AxisSelection
 
 

@@ -13,7 +13,7 @@ import pytest
 import scipy.sparse as sparse
 
 import loomfile
-from loomfile import _engine
+from loomfile._engine import read as _engine
 
 N_ROWS, N_COLS = 150, 9000  # rows longer than numpy's 8192-element reduction blocks
 

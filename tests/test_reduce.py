@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import loomfile
-from loomfile import _reduce
+from loomfile._engine import reduce as _reduce
 from looms import counts_file
 
 pytestmark = pytest.mark.skipif(

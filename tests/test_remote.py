@@ -15,7 +15,7 @@ import pytest
 import scipy.sparse as sparse
 
 import loomfile
-from loomfile import _remote
+from loomfile._store import remote as _remote
 
 moto_server = pytest.importorskip("moto.server")
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loomfile import _engine
+from loomfile._engine import read as _engine
+from loomfile._engine.sparse import SPARSE_BAND, build_coo
 from loomfile._selection import AxisSelection
-from loomfile._sparse import SPARSE_BAND, build_coo
 
 
 @pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
@@ -175,7 +175,7 @@ def test_every_value_type_in_loompy_order(
     """The compiled one-pass extraction (and numpy's, without it) for every layer type, values kept
     as stored or made float64 (sparse()'s default), with scattered columns (a lookup) and
     consecutive ones (an offset)."""
-    from loomfile import _sparse
+    from loomfile._engine import sparse as _sparse
 
     to = np.dtype(dtype if result == "stored" else result)
     if extraction == "numpy":
@@ -217,7 +217,7 @@ def test_blocks_given_as_decoded_chunks(
     """A reader may hand over a block's decoded chunks (Tiles) instead of a placed array: entries
     come in the same order, edge chunks' spare cells are ignored, and the lookup of scattered
     columns still applies."""
-    from loomfile import _sparse
+    from loomfile._engine import sparse as _sparse
 
     if extraction == "numpy":
         monkeypatch.setattr(_sparse, "NONZEROS", {})

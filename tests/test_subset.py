@@ -16,7 +16,7 @@ import scipy.sparse as sparse
 from click.testing import CliRunner
 
 import loomfile
-from loomfile import _subset
+from loomfile._ops import subset as _subset
 from loomfile.cli import cli
 
 N_GENES, N_CELLS = 150, 300  # partial chunks on both axes (64 x 64)

@@ -27,8 +27,12 @@ from . import (  # noqa: F401  (modules, not names: kept out of __all__)
     utils,
     view_manager,
 )
-from ._combine import combine, combine_faster
-from ._compat import create_append
+from ._api.loompy_aliases import create_append
+from ._core.attributes import AttributeManager, GlobalAttributeManager
+from ._core.connection import LoomConnection, connect, create, new
+from ._core.graphs import GraphManager
+from ._core.layers import LayerManager, LoomLayer, MemoryLoomLayer
+from ._core.view import LoomView, ViewManager
 from ._errors import (
     LoomClosedError,
     LoomError,
@@ -40,19 +44,17 @@ from ._errors import (
     LoomValueError,
     SelectionError,
 )
-from ._format import SPEC_VERSION as loom_spec_version
-from ._format import timestamp
-from ._loompy_api import (
+from ._format.loompy_api import (
     compare_loom_spec_version,
     deprecated,
     get_loom_spec_version,
     materialize_attr_values,
     normalize_attr_values,
 )
-from ._validator import LoomValidator
-from .attributes import AttributeManager, GlobalAttributeManager
-from .connection import LoomConnection, connect, create, new
-from .graphs import GraphManager
+from ._format.spec import SPEC_VERSION as loom_spec_version
+from ._format.spec import timestamp
+from ._ops.combine import combine, combine_faster
+from ._store.validate import LoomValidator
 from .io import create_from_cellranger, create_from_matrix_market, create_from_tsv, from_anndata
 from .io._cell_calling import call_cells
 from .io.fastq import create_from_fastq
@@ -63,9 +65,7 @@ from .io.metadata import (
     make_row_attrs_from_gene_metadata,
 )
 from .io.star import create_from_star
-from .layers import LayerManager, LoomLayer, MemoryLoomLayer
 from .to_html import to_html
-from .view import LoomView, ViewManager
 
 __version__ = "0.1.0"
 

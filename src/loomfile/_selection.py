@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._errors import SelectionError
-from ._format import AXIS_NAMES
+from ._format.spec import AXIS_NAMES
 
 IntArray = npt.NDArray[np.intp]
 

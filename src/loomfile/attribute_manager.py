@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .attributes import AttributeManager
+from ._core.attributes import AttributeManager
 
 __all__ = ["AttributeManager"]

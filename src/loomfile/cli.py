@@ -131,8 +131,8 @@ def cli(debug: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def info(file: str, as_json: bool) -> None:
     """Shape, layers (dtype, chunks, compression), attributes, graphs and global attributes of FILE."""
-    from ._describe import as_text, describe
-    from .connection import connect
+    from ._core.connection import connect
+    from ._ops.describe import as_text, describe
 
     with connect(file, "r") as ds:
         summary = describe(ds)
@@ -150,7 +150,7 @@ def validate(files: tuple[str, ...], quiet: bool, deep: bool) -> None:
     Warnings (things other tools wrote that loomfile reads anyway) do not fail a file. Without
     --deep only the file's structure is read, which takes moments on files of any size.
     """
-    from ._validator import LoomValidator
+    from ._store.validate import LoomValidator
 
     failed = 0
     for path in files:
@@ -200,7 +200,7 @@ def combine(
     progress: bool | None,
 ) -> None:
     """Concatenate the Loom files INPUTS into a new file (-o OUTPUT): their columns, or their rows."""
-    from ._combine import combine as combine_files
+    from ._ops.combine import combine as combine_files
 
     target = _checked_output(output, list(inputs), force)
     combine_files(
@@ -243,7 +243,7 @@ def from_10x(
     genome folder) or a 10x .h5 file (filtered_feature_bc_matrix.h5, or a download named
     <sample>_filtered_feature_bc_matrix.h5). v2 and v3+ layouts, gzipped or not.
     """
-    from ._journal import durability_of, sync_folder
+    from ._store.journal import durability_of, sync_folder
     from .io import create_from_cellranger
     from .io.cellranger import file_stem, locate
 
@@ -278,7 +278,7 @@ def to_h5ad(
     file: str, output: str | None, dense: bool, x_layer: str | None, obs_names: str, var_names: str, force: bool
 ) -> None:
     """Convert the Loom FILE to an AnnData .h5ad file (cells x genes; mapping in docs/anndata.md)."""
-    from .connection import connect, written_aside
+    from ._core.connection import connect, written_aside
 
     output = output or _beside(file, ".h5ad")
     target = _checked_output(output, [file], force)
@@ -322,7 +322,7 @@ def from_h5ad(file: str, output: str | None, uns: str, force: bool) -> None:
 @_progress_option
 def export(file: str, output: str | None, form: str, layer: str, force: bool, progress: bool | None) -> None:
     """Write a layer of FILE with its attributes: a tab-separated file, or a Matrix Market folder."""
-    from .connection import connect
+    from ._core.connection import connect
 
     output = output or _beside(file, "_matrix" if form == "mtx" else ".tsv")
     target = _checked_output(output, [file], force, folder=form == "mtx")
@@ -360,8 +360,8 @@ def subset(
 
     Streams band by band; cells and genes keep the file's order.
     """
-    from ._names import names_mask, where_mask
-    from .connection import connect
+    from ._core.connection import connect
+    from ._format.names import names_mask, where_mask
 
     target = _checked_output(output, [file], force)
     with connect(file, "r") as ds:
@@ -389,7 +389,7 @@ def _lines(path: str) -> list[str]:
 @click.option("--genes", default=2000, show_default=True, help="Number of genes (rows).")
 def demo(folder: str | None, cells: int, genes: int) -> None:
     """Generate a realistic dataset and walk through the main calls, timing each."""
-    from ._demo import run_demo
+    from ._ops.demo import run_demo
 
     run_demo(folder, n_cells=cells, n_genes=genes)
 

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from . import _ops
+from ._core.connection import SCAN_WHAT, LoomConnection, connect
+from ._core.layers import check_map_args
 from ._errors import LoomValueError
+from ._ops import columns as _ops
 from ._selection import AxisSelection
-from .connection import SCAN_WHAT, LoomConnection, connect
-from .layers import check_map_args
 
 __all__ = ["layer_array", "map", "scan"]
 

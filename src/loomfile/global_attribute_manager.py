@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .attributes import GlobalAttributeManager
+from ._core.attributes import GlobalAttributeManager
 
 __all__ = ["GlobalAttributeManager"]

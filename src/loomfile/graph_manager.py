@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .graphs import GraphManager
+from ._core.graphs import GraphManager
 
 __all__ = ["GraphManager"]

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .layers import LayerManager
+from ._core.layers import LayerManager
 
 __all__ = ["LayerManager"]

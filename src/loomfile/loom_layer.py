@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .layers import LoomLayer, MemoryLoomLayer
+from ._core.layers import LoomLayer, MemoryLoomLayer
 
 __all__ = ["LoomLayer", "MemoryLoomLayer"]

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ._validator import LoomValidator
+from ._store.validate import LoomValidator
 
 __all__ = ["LoomValidator"]

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .view import LoomView
+from ._core.view import LoomView
 
 __all__ = ["LoomView"]

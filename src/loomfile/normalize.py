@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._loompy_api import (
+from ._format.loompy_api import (
     materialize_attr_values,
     normalize_attr_array,
     normalize_attr_strings,

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ._html import to_html
+from ._core.html import to_html
 
 __all__ = ["to_html"]

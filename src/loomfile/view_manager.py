@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .view import ViewManager
+from ._core.view import ViewManager
 
 __all__ = ["ViewManager"]

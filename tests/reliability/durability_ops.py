@@ -23,7 +23,7 @@ from collections.abc import Callable
 import numpy as np
 
 import loomfile
-from loomfile import _chunkwrite
+from loomfile._engine import write as _chunkwrite
 
 N_ROWS, N_COLS, N_OTHER = 40, 30, 20
 

@@ -35,9 +35,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import loomfile
-from loomfile import _journal
 from loomfile._errors import LoomValueError
-from loomfile._journal import JournaledFile, durability_of, journal_path
+from loomfile._store import journal as _journal
+from loomfile._store.journal import JournaledFile, durability_of, journal_path
 from looms import counts_file
 
 # --- the setting ---------------------------------------------------------------------------------------

@@ -21,19 +21,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sparse
 
-from .. import _format as fmt
+from .._core.graphs import to_coo
+from .._core.layers import check_layer_value
 from .._errors import LoomError, LoomFormatError, LoomKeyError, LoomNotFoundError, LoomValueError
-from .._names import CELL_IDS, GENE_NAMES, name_attribute
+from .._format import spec as fmt
+from .._format.names import CELL_IDS, GENE_NAMES, name_attribute
 from .._warn import warn_caller
-from ..graphs import to_coo
-from ..layers import check_layer_value
 from . import _uns
 
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from ..attributes import AttributeManager
-    from ..view import Sliceable
+    from .._core.attributes import AttributeManager
+    from .._core.view import Sliceable
 
 __all__ = ["AnnDataImportError", "from_anndata", "to_anndata"]
 
@@ -525,7 +525,7 @@ def _write(
     file_attrs: Mapping[str, Any],
 ) -> None:
     """The checked items into a new file, put in place only once complete."""
-    from ..connection import new
+    from .._core.connection import new
 
     with new(filename, file_attrs=file_attrs) as ds:
         for name, value in layers.items():

@@ -37,10 +37,11 @@ import h5py
 import numpy as np
 import scipy.sparse as sparse
 
-from .. import _chunkwrite, _progress
-from .. import _format as fmt
+from .. import _progress
+from .._core.connection import new
+from .._engine import write as _chunkwrite
 from .._errors import LoomFormatError, LoomNotFoundError, LoomValueError
-from ..connection import new
+from .._format import spec as fmt
 from ._text import read_lines, require
 from .matrix_market import matrix_market_columns, read_header, read_matrix_market
 

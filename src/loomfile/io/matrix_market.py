@@ -31,8 +31,8 @@ import scipy.io
 import scipy.sparse as sparse
 
 from .. import _progress
+from .._core.connection import new
 from .._errors import LoomFormatError, LoomValueError
-from ..connection import new
 from ._text import lines_in_blocks, open_binary, read_lines, require
 
 FAST_FIELDS = ("integer", "real", "pattern")

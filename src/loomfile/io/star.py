@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sparse
 
+from .._core.connection import create
 from .._errors import LoomFormatError, LoomValueError
 from .._warn import warn_caller
-from ..connection import create
 from ._cell_calling import call_cells
 from ._text import read_lines, require
 from .matrix_market import read_matrix_market

@@ -19,10 +19,11 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .. import _chunkwrite, _progress
-from .. import _format as fmt
+from .. import _progress
+from .._core.connection import connect, new
+from .._engine import write as _chunkwrite
 from .._errors import LoomFormatError, LoomValueError
-from ..connection import connect, new
+from .._format import spec as fmt
 from ._text import lines_in_blocks, open_binary, read_lines, require
 
 log = logging.getLogger(__name__)

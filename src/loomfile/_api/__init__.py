@@ -1,0 +1,1 @@
+"""The public classes, assembled from the object model and the operations."""

@@ -1,0 +1,1 @@
+"""The object model: connections, layers, attributes, graphs and views over a store."""

@@ -1,0 +1,1 @@
+"""Operations over whole files: scans, column appends, combine, subset, aggregate, export."""
