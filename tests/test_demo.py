@@ -40,7 +40,7 @@ def test_demo_runs_and_writes_readable_files(tmp_path: Path) -> None:
 def test_generated_cell_ids_are_unique_at_scale() -> None:
     """20000 random 14-base barcodes collide by the birthday bound; the demo's are drawn distinct,
     and the two generated samples do not share names."""
-    from loomfile._ops.demo import generate
+    from loomfile._api.demo import generate
 
     first, second = generate(5, 20000, seed=0), generate(5, 5000, seed=1)
     ids = np.concatenate([first["col_attrs"]["CellID"], second["col_attrs"]["CellID"]])

@@ -27,12 +27,14 @@ from . import (  # noqa: F401  (modules, not names: kept out of __all__)
     utils,
     view_manager,
 )
+from ._api.connection import LoomConnection, LoomView, connect, new
 from ._api.loompy_aliases import create_append
 from ._core.attributes import AttributeManager, GlobalAttributeManager
-from ._core.connection import LoomConnection, connect, create, new
+from ._core.connection import create
 from ._core.graphs import GraphManager
 from ._core.layers import LayerManager, LoomLayer, MemoryLoomLayer
-from ._core.view import LoomView, ViewManager
+from ._core.validate import LoomValidator
+from ._core.view import ViewManager
 from ._errors import (
     LoomClosedError,
     LoomError,
@@ -54,7 +56,6 @@ from ._format.loompy_api import (
 from ._format.spec import SPEC_VERSION as loom_spec_version
 from ._format.spec import timestamp
 from ._ops.combine import combine, combine_faster
-from ._store.validate import LoomValidator
 from .io import create_from_cellranger, create_from_matrix_market, create_from_tsv, from_anndata
 from .io._cell_calling import call_cells
 from .io.fastq import create_from_fastq

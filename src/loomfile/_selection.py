@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._errors import SelectionError
+from ._errors import LoomValueError, SelectionError
 from ._format.spec import AXIS_NAMES
 
 IntArray = npt.NDArray[np.intp]
@@ -154,3 +154,15 @@ def take(values: np.ndarray[Any, Any], rows: AxisSelection, cols: AxisSelection)
     if isinstance(r, slice) or isinstance(c, slice):
         return values[r, c]
     return values[np.ix_(r, c)]
+
+
+def check_ordering(ordering: Any, n: int, axis: int) -> np.ndarray:
+    """A permutation of ``range(n)``, or a clear error (loompy accepted anything and lost data)."""
+    order = np.asarray(ordering).ravel()
+    if order.dtype.kind not in "iu":
+        msg = f"ordering must be integers, not {order.dtype}"
+        raise LoomValueError(msg)
+    if order.shape[0] != n or not np.array_equal(np.sort(order), np.arange(n)):
+        msg = f"ordering must be a permutation of the {n} {AXIS_NAMES[axis]} indices 0..{n - 1}"
+        raise LoomValueError(msg)
+    return order.astype(np.intp)

@@ -131,7 +131,7 @@ def cli(debug: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def info(file: str, as_json: bool) -> None:
     """Shape, layers (dtype, chunks, compression), attributes, graphs and global attributes of FILE."""
-    from ._core.connection import connect
+    from ._api.connection import connect
     from ._ops.describe import as_text, describe
 
     with connect(file, "r") as ds:
@@ -150,7 +150,7 @@ def validate(files: tuple[str, ...], quiet: bool, deep: bool) -> None:
     Warnings (things other tools wrote that loomfile reads anyway) do not fail a file. Without
     --deep only the file's structure is read, which takes moments on files of any size.
     """
-    from ._store.validate import LoomValidator
+    from ._core.validate import LoomValidator
 
     failed = 0
     for path in files:
@@ -278,7 +278,8 @@ def to_h5ad(
     file: str, output: str | None, dense: bool, x_layer: str | None, obs_names: str, var_names: str, force: bool
 ) -> None:
     """Convert the Loom FILE to an AnnData .h5ad file (cells x genes; mapping in docs/anndata.md)."""
-    from ._core.connection import connect, written_aside
+    from ._api.connection import connect
+    from ._core.connection import written_aside
 
     output = output or _beside(file, ".h5ad")
     target = _checked_output(output, [file], force)
@@ -322,7 +323,7 @@ def from_h5ad(file: str, output: str | None, uns: str, force: bool) -> None:
 @_progress_option
 def export(file: str, output: str | None, form: str, layer: str, force: bool, progress: bool | None) -> None:
     """Write a layer of FILE with its attributes: a tab-separated file, or a Matrix Market folder."""
-    from ._core.connection import connect
+    from ._api.connection import connect
 
     output = output or _beside(file, "_matrix" if form == "mtx" else ".tsv")
     target = _checked_output(output, [file], force, folder=form == "mtx")
@@ -360,7 +361,7 @@ def subset(
 
     Streams band by band; cells and genes keep the file's order.
     """
-    from ._core.connection import connect
+    from ._api.connection import connect
     from ._format.names import names_mask, where_mask
 
     target = _checked_output(output, [file], force)
@@ -389,7 +390,7 @@ def _lines(path: str) -> list[str]:
 @click.option("--genes", default=2000, show_default=True, help="Number of genes (rows).")
 def demo(folder: str | None, cells: int, genes: int) -> None:
     """Generate a realistic dataset and walk through the main calls, timing each."""
-    from ._ops.demo import run_demo
+    from ._api.demo import run_demo
 
     run_demo(folder, n_cells=cells, n_genes=genes)
 

@@ -12,31 +12,22 @@ Needs ``pip install 'loomfile[dask]'``; dask is imported only when these functio
 
 from __future__ import annotations
 
-import importlib
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from types import ModuleType
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from ._core.connection import SCAN_WHAT, LoomConnection, connect
+from ._api.connection import LoomConnection, connect
 from ._core.layers import check_map_args
+from ._core.lazy import Options, blocks_of, chunk_parts, import_dask, layer_array
 from ._errors import LoomValueError
-from ._ops import columns as _ops
+from ._ops import scan as _scan
+from ._ops.scan import SCAN_WHAT
 from ._selection import AxisSelection
 
 __all__ = ["layer_array", "map", "scan"]
 
-Options = Mapping[str, Any] | None  # fsspec storage options, for URLs
-
-
-def _dask(module: str = "dask") -> ModuleType:
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        msg = "loomfile.dask needs dask: pip install 'loomfile[dask]'"
-        raise ImportError(msg) from e
 
 
 def _open(path: str, storage_options: Options, validate: bool = False) -> LoomConnection:
@@ -44,33 +35,9 @@ def _open(path: str, storage_options: Options, validate: bool = False) -> LoomCo
     return connect(path, "r", validate=validate, storage_options=storage_options)
 
 
-def _parts(n: int, chunk: int, other: int, itemsize: int, size: int | None) -> list[slice]:
-    """Slices covering ``range(n)``, each ``size`` rows/columns (rounded down to whole chunks, at
-    least one); by default about dask's ``array.chunk-size`` of values with ``other`` on the other axis."""
-    if size is None:
-        target = _dask("dask.utils").parse_bytes(_dask().config.get("array.chunk-size"))
-        size = int(target) // max(1, other * itemsize)
-    if size < 1:
-        msg = f"The size of a block must be at least 1, not {size}"
-        raise LoomValueError(msg)
-    size = max(chunk, size // chunk * chunk)
-    return [slice(lo, min(n, lo + size)) for lo in range(0, n, size)]
-
-
-def _blocks_of(
-    path: str, layer: str, axis: int, block: int | None, storage_options: Options
-) -> tuple[tuple[int, int], np.dtype[Any], list[slice]]:
-    """The layer's shape and dtype (validating the file), and its blocks along ``axis``: whole
-    chunk rows or columns, ``block`` wide (see ``_parts``)."""
-    with _open(path, storage_options, validate=True) as ds:
-        lay = ds.layers[layer]
-        shape, dtype, chunks = lay.shape, lay.dtype, lay._dataset().chunks or (64, 64)
-    return shape, dtype, _parts(shape[axis], int(chunks[axis]), shape[1 - axis], dtype.itemsize, block)
-
-
 def _compute(tasks: Sequence[Any], client: Any) -> list[Any]:
     """Compute delayed tasks on ``client`` (a distributed Client or a scheduler name) or dask's default."""
-    return list(_dask().compute(*tasks, scheduler=client))
+    return list(import_dask().compute(*tasks, scheduler=client))
 
 
 # --- map ------------------------------------------------------------------------------------------
@@ -119,8 +86,8 @@ def map(
     """
     check_map_args(f_list, axis)
     path = os.fspath(path)
-    shape, _, parts = _blocks_of(path, layer, axis, block, storage_options)
-    delayed = _dask().delayed(_map_part, pure=True)
+    shape, _, parts = blocks_of(path, layer, axis, block, storage_options)
+    delayed = import_dask().delayed(_map_part, pure=True)
     tasks = [delayed(path, layer, list(f_list), axis, selection, p, storage_options) for p in parts]
     results = [np.zeros(shape[axis]) for _ in f_list]
     for part, values in zip(parts, _compute(tasks, client), strict=True):
@@ -165,70 +132,22 @@ def scan(
     (axis 1), a whole number of bands. ``f`` is pickled to the workers and should return
     something small (a reduction of the view, not the view). ``client``: as for :func:`map`.
     """
-    ax = _ops.check_scan_args(axis, what)
+    ax = _scan.check_scan_args(axis, what)
     if batch_size < 1:
         msg = f"batch_size must be at least 1, not {batch_size}"
         raise LoomValueError(msg)
     path = os.fspath(path)
     with _open(path, storage_options, validate=True) as ds:
         n = ds.shape[ax]
-        positions = _ops.scan_items(items, n, ax)
+        positions = _scan.scan_items(items, n, ax)
         layer_names = list(ds.layers.keys()) if layers is None else ([""] if layers == "" else list(layers))
         lay = ds.layers[layer_names[0] if layer_names else ""]
         itemsize, n_other = lay.dtype.itemsize, lay.shape[1 - ax]
     options = {"axis": ax, "layers": layer_names, "key": key, "batch_size": batch_size, "what": list(what)}
-    delayed = _dask().delayed(_scan_part, pure=True)
+    delayed = import_dask().delayed(_scan_part, pure=True)
     tasks = []
-    for part in _parts(n, batch_size, n_other, itemsize, block):
+    for part in chunk_parts(n, batch_size, n_other, itemsize, block):
         inside = positions[(positions >= part.start) & (positions < part.stop)]
         if inside.size:
             tasks.append(delayed(path, f, inside, options, storage_options))
     return [result for part in _compute(tasks, client) for result in part]
-
-
-# --- dask arrays ----------------------------------------------------------------------------------
-
-
-class _LayerBlocks:
-    """A layer as dask.array.from_array wants it: shape, dtype and ``[key]``; each read opens the
-    file by path (so it pickles as a path and works in any process that sees the file)."""
-
-    def __init__(
-        self, path: str, layer: str, shape: tuple[int, int], dtype: np.dtype[Any], storage_options: Options
-    ) -> None:
-        self.path, self.layer = path, layer
-        self.shape, self.dtype, self.ndim = shape, dtype, 2
-        self.storage_options = None if storage_options is None else dict(storage_options)
-
-    def __getitem__(self, key: Any) -> np.ndarray[Any, Any]:
-        with _open(self.path, self.storage_options) as ds:
-            return np.asarray(ds.layers[self.layer][key])
-
-    def __dask_tokenize__(self) -> tuple[Any, ...]:
-        """What identifies the blocks' contents: the file (and its modification time, when local)."""
-        stamp = os.stat(self.path).st_mtime_ns if os.path.exists(self.path) else None
-        options = sorted((self.storage_options or {}).items(), key=lambda kv: kv[0])
-        return ("loomfile", self.path, stamp, self.layer, self.shape, str(self.dtype), repr(options))
-
-
-def layer_array(
-    path: str | os.PathLike[str],
-    layer: str = "",
-    *,
-    axis: int = 1,
-    block: int | None = None,
-    storage_options: Options = None,
-) -> Any:
-    """A layer of the Loom file at ``path`` as a lazy ``dask.array``: blocks of ``block`` whole chunk
-    columns (axis 1) or rows (axis 0), each read by a task that opens the file (see
-    ``LoomLayer.to_dask``)."""
-    if axis not in (0, 1):
-        msg = f"axis must be 0 (blocks of rows) or 1 (blocks of columns), not {axis!r}"
-        raise LoomValueError(msg)
-    path = os.fspath(path)
-    shape, dtype, parts = _blocks_of(path, layer, axis, block, storage_options)
-    widths = tuple(p.stop - p.start for p in parts)
-    blocks = ((shape[0],), widths) if axis == 1 else (widths, (shape[1],))
-    source = _LayerBlocks(path, layer, shape, dtype, storage_options)
-    da = _dask("dask.array")
-    return da.from_array(source, chunks=blocks, lock=False, fancy=False, meta=np.empty((0, 0), dtype=dtype))

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ._store.validate import LoomValidator
+from ._core.validate import LoomValidator
 
 __all__ = ["LoomValidator"]

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ._core.view import LoomView
+from ._api.connection import LoomView
 
 __all__ = ["LoomView"]

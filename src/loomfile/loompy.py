@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ._api.connection import LoomConnection, connect, new
 from ._api.loompy_aliases import create_append
-from ._core.connection import LoomConnection, connect, create, new
+from ._core.connection import create
 from ._ops.combine import combine, combine_faster
 from .io import create_from_cellranger, create_from_matrix_market, create_from_tsv
 from .io.star import create_from_star

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -9,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sparse
 
+from .._core.connection import connect, create
 from .._errors import LoomValueError
+from .._ops.columns import add_columns
 
 if TYPE_CHECKING:
     from .._core.attributes import AttributeManager
@@ -129,13 +132,9 @@ def create_append(
     fill_values: Any = None,
 ) -> None:
     """Create the file, or append columns to it if it exists (deprecated in loompy too)."""
-    import os
-
-    from .._core.connection import connect, create
-
     deprecated("create_append", "loomfile.new() and add_columns()")
     if os.path.exists(filename):
-        with connect(filename) as ds:
-            ds.add_columns(layers, col_attrs, fill_values=fill_values)
+        with connect(filename) as ds, ds._store.transaction():
+            add_columns(ds, layers, col_attrs, fill_values=fill_values)
     else:
         create(filename, layers, row_attrs, col_attrs, file_attrs=file_attrs)

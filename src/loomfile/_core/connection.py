@@ -1,4 +1,8 @@
-"""LoomConnection and the functions that open or create Loom files."""
+"""The connection object model, and the functions that open or create Loom files.
+
+``Connection`` holds a store and the managers over it; the public ``LoomConnection``
+(``_api.connection``) adds the operations as methods. ``connect``/``new`` here return a
+``Connection`` (what operations and importers use), or the class they are given."""
 
 from __future__ import annotations
 
@@ -7,49 +11,46 @@ import os
 import secrets
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Literal, TypeVar
 
 import h5py
 import numpy as np
 import scipy.sparse as sparse
 
 from .. import _progress
-from .._api.loompy_aliases import LoompyAliases
-from .._engine import memory as _memory
-from .._engine import read as _engine
 from .._errors import LoomFormatError, LoomLockedError, LoomNotFoundError, LoomReadOnlyError, LoomValueError
 from .._format import spec as fmt
 from .._format.names import transposed
-from .._ops import aggregate as _aggregate
-from .._ops import columns as _ops
-from .._ops import export as _export
-from .._selection import AxisSelection
+from .._selection import check_ordering
+from .._store import opening as _opening
 from .._store import remote as _remote
-from .._store.changes import META, layer_key
 from .._store.journal import Durability, durability_of, locking_disabled, recover, replace
 from .._store.store import LoomStore, open_h5, open_journaled
-from .._store.validate import LoomValidator
 from .._warn import warn_caller
 from .attributes import AttributeManager, GlobalAttributeManager
 from .graphs import GraphManager
 from .html import to_html
 from .layers import LayerManager, check_layer_value
-from .view import AnnDataExport, LoomView, ViewManager, make_view
+from .validate import LoomValidator
+from .view import View, ViewManager
 
 Mode = Literal["r", "r+"]
 LOCK_POLL_SECONDS = 0.05  # connect(timeout=...): how often a locked file is tried again
-SCAN_WHAT = ("col_attrs", "row_attrs", "layers", "col_graphs", "row_graphs")
+C = TypeVar("C", bound="Connection")
 
 
-class LoomConnection(AnnDataExport, LoompyAliases):
-    """A connection to a Loom file: layers, attributes, graphs and views, like loompy's.
+class Connection:
+    """A connection to a Loom file: layers, attributes, graphs and views (the object model, without
+    the operations of :class:`loomfile.LoomConnection`).
 
     Use it as a context manager::
 
         with loomfile.connect("data.loom") as ds:
             print(ds.shape, ds.ca.keys())
     """
+
+    view_class: type[View] = View  # what ds.view[...] and scans make (LoomConnection: LoomView)
 
     def __init__(
         self,
@@ -66,7 +67,7 @@ class LoomConnection(AnnDataExport, LoompyAliases):
         level = durability_of(durability)
         filename = os.fspath(filename)
         if _remote.is_url(filename):
-            self._attach(filename, _remote.open_store(filename, mode or "r", bool(validate), storage_options))
+            self._attach(filename, _opening.open_store(filename, mode or "r", bool(validate), storage_options))
             return
         if os.path.isfile(filename) and (mode != "r" or not locking_disabled()):
             # A write a dead process left half done is undone first (see _journal). Without file
@@ -89,7 +90,7 @@ class LoomConnection(AnnDataExport, LoompyAliases):
             )
 
     @classmethod
-    def _to_new_file(cls, filename: str) -> LoomConnection:
+    def _to_new_file(cls: type[C], filename: str) -> C:
         """A connection to a file this process has just created under a temporary name (new()):
         written without a journal, since a failure discards the whole file."""
         ds = cls.__new__(cls)
@@ -147,7 +148,7 @@ class LoomConnection(AnnDataExport, LoompyAliases):
             commit, self._commit = self._commit, None
             commit()
 
-    def __enter__(self) -> LoomConnection:
+    def __enter__(self: C) -> C:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -230,55 +231,7 @@ class LoomConnection(AnnDataExport, LoompyAliases):
             changes[key] = [name for name in manager.keys() if manager.last_modified(name) > timestamp]
         return changes
 
-    # --- operations ---------------------------------------------------------------------------------
-
-    def scan(
-        self,
-        *,
-        items: Any = None,
-        axis: int | None = None,
-        layers: Iterable[str] | str | None = None,
-        key: str | None = None,
-        batch_size: int = 8 * 64,
-        what: Sequence[str] = SCAN_WHAT,
-        progress: bool | None = None,
-    ) -> Iterator[tuple[int, np.ndarray, LoomView]]:
-        """Visit the file in bands of ``batch_size`` rows (axis 0) or columns (axis 1).
-
-        Yields ``(ix, selection, view)``: the start of the band, the indices (into the whole file)
-        in this view, and a :class:`LoomView` of those rows/columns. ``items`` restricts the scan
-        (indices, a mask, or an int to start from); ``key`` sorts the other axis by that attribute.
-        """
-        ax = _ops.check_scan_args(axis, what)
-        names = self.layers.keys() if layers is None else ([""] if layers == "" else list(layers))
-        positions = _ops.scan_items(items, self.shape[ax], ax)
-        other = _ops.other_ordering(self, ax, key)
-
-        store = self._store
-        depends = {META, *(layer_key(n) for n in names)}
-        fixed = _ops.FixedSide(self, ax, other, what)
-        buffers = _memory.Recycler()  # the bands of views the caller has dropped hold the next ones
-
-        def band(ix: int, selection: np.ndarray) -> _engine.Job[tuple[int, np.ndarray, LoomView]]:
-            along = AxisSelection(self.shape[ax], selection)
-            rows, cols = (along, other) if ax == 0 else (other, along)
-            boxes = (rows.bounds(), cols.bounds())
-            return (
-                lambda: (
-                    ix,
-                    selection,
-                    make_view(self, rows, cols, layers=names, what=what, buffers=buffers, **fixed.views()),
-                ),
-                lambda since: store.changes.changed_since(since, depends, *boxes),
-            )
-
-        # The next band is read while the caller works on this one: at most two bands in memory.
-        bands = _ops.scan_bands(positions, self.shape[ax], batch_size)
-        views = _engine.ahead((band(ix, sel) for ix, sel in bands), lambda: store.changes.generation)
-        with _progress.bar(positions.size, "scan", progress, "rows" if ax == 0 else "columns") as tick:
-            for ix, selection, view in views:
-                yield ix, selection, view
-                tick(selection.size)
+    # --- operations on the object model (the others are LoomConnection's) -----------------------
 
     def map(
         self,
@@ -304,95 +257,12 @@ class LoomConnection(AnnDataExport, LoompyAliases):
             msg = f"axis must be 0 (rows) or 1 (columns), not {axis!r}"
             raise LoomValueError(msg)
         self._store.require_writable("permute")
-        order = _ops.check_ordering(ordering, self.shape[axis], axis)
+        order = check_ordering(ordering, self.shape[axis], axis)
         work = len(self.layers.keys()) * self.shape[1 - axis]
         with self._store.transaction(), _progress.bar(work, "permute", progress, "vectors") as tick:
             self.layers._permute(order, axis=axis, tick=tick)
             (self.ra if axis == 0 else self.ca)._permute(order)
             (self.row_graphs if axis == 0 else self.col_graphs)._permute(order)
-
-    def aggregate(
-        self,
-        out_file: str | None = None,
-        select: Any = None,
-        group_by: str | np.ndarray = "Clusters",
-        aggr_by: str | Callable[..., Any] = "mean",
-        aggr_ca_by: Mapping[str, str] | None = None,
-        layer: str = "",
-        aggr_ca_if_equal: bool = False,
-    ) -> np.ndarray:
-        """Collapse the columns into groups: one column per distinct label of ``group_by`` (a column
-        attribute, or an array of integer labels), each row reduced with ``aggr_by`` ("mean", "sum",
-        "max", "min", "first", "last", "std", "var", "median", "prod", "count" or a function).
-
-        ``aggr_ca_by`` maps column attributes to "mean", "first", "mode" or "tally" (one count
-        attribute per value); with ``aggr_ca_if_equal``, other attributes constant within every
-        group are kept. Returns the (rows x groups) float64 matrix, and writes it with the row
-        attributes and the aggregated column attributes to ``out_file`` if given.
-        """
-        return _aggregate.aggregate(
-            self, out_file, select, group_by, aggr_by, aggr_ca_by, layer, aggr_ca_if_equal
-        )
-
-    def subset(
-        self, out: str | os.PathLike[str], rows: Any = slice(None), cols: Any = slice(None), *, progress: bool | None = None
-    ) -> None:
-        """Write the selected rows x columns (every layer, attribute and graph) to a new Loom file.
-
-        Streams band by band (memory stays at a few bands), copies stored chunks as they are where
-        whole chunk columns are kept, and cuts graphs to the selected vertices. ``rows``/``cols``
-        take what ``ds[rows, cols]`` takes. ``out`` appears only once complete.
-
-        Examples
-        --------
-        >>> ds.subset("cluster3.loom", cols=ds.ca.ClusterID == 3)
-        """
-        from .._ops.subset import subset
-
-        subset(self, os.path.expanduser(os.fspath(out)), rows, cols, progress=progress)
-
-    def export(
-        self, out_file: str, layer: str | None = None, format: str = "tab", *, progress: bool | None = None
-    ) -> None:
-        """Write a layer (the main matrix by default) with its row and column attributes.
-
-        ``format="tab"``: a tab-separated text file in loompy's layout. ``format="mtx"``: a folder
-        ``out_file`` laid out as 10x's ``filtered_feature_bc_matrix/`` (``matrix.mtx.gz``,
-        ``features.tsv.gz`` from Accession/Gene/FeatureType, ``barcodes.tsv.gz`` from CellID),
-        which Seurat's ``Read10X``, scanpy's ``read_10x_mtx`` and ``create_from_cellranger`` read.
-        """
-        axis = 1 if format == "mtx" else 0  # (mtx is written a band of columns at a time)
-        with _progress.bar(self.shape[axis], "export", progress, fmt.AXIS_NAMES[axis] + "s") as tick:
-            _export.export(self, out_file, layer, format, tick)
-
-    def add_columns(
-        self,
-        layers: Any,
-        col_attrs: Mapping[str, Any],
-        *,
-        row_attrs: Mapping[str, Any] | None = None,
-        fill_values: Any = None,
-    ) -> None:
-        """Append columns: a matrix (or dict of layers) and their column attributes."""
-        with self._store.transaction():
-            _ops.add_columns(self, layers, col_attrs, row_attrs=row_attrs, fill_values=fill_values)
-
-    def add_loom(
-        self,
-        other_file: str,
-        key: str | None = None,
-        fill_values: Any = None,
-        batch_size: int = 1000,
-        convert_attrs: bool = False,
-        include_graphs: bool = False,
-        *,
-        progress: bool | None = None,
-    ) -> None:
-        """Append the columns of another Loom file, aligning rows on the row attribute ``key``."""
-        with self._store.transaction():
-            _ops.add_loom(
-                self, other_file, key, fill_values, batch_size, convert_attrs, include_graphs, progress=progress
-            )
 
 
 # --- opening and creating ------------------------------------------------------------------------------
@@ -417,52 +287,14 @@ def connect(
     storage_options: Mapping[str, Any] | None = None,
     timeout: float = 0,
     durability: Durability | None = None,
-    spec_version: str = fmt.SPEC_VERSION,
-) -> LoomConnection:
-    """Open a Loom file.
-
-    Parameters
-    ----------
-    filename
-        Path of the file, or a URL (``s3://bucket/key.loom``, ``https://...``: any fsspec URL) of
-        one to read (mode ``"r"`` only; needs ``pip install 'loomfile[remote]'``).
-    mode
-        By default the file is opened for reading, and reopened for writing (taking the write lock)
-        at the first write: until then other processes can read it, and a file this process may
-        not write to opens too. ``"r+"`` takes the write lock at once, as loompy's default does;
-        ``"r"`` never writes.
-    validate
-        Check the file's structure first (metadata only, no data reads) and raise a
-        :class:`LoomFormatError` that lists the problems. Files written by loompy 2/3, loomR, SCENIC,
-        velocyto and anndata pass. ``"full"``: also read every chunk of every dataset first and
-        raise if any is damaged (``LoomValidator.check_deep``; costs about a read of every layer).
-    storage_options
-        For URLs: options of the fsspec file system (e.g. ``{"anon": True}`` or an S3
-        ``endpoint_url``).
-    timeout
-        Seconds to keep trying while another process holds the file's lock (a writer; for mode
-        ``"r+"``, also readers) before raising :class:`LoomLockedError`; 0: raise at once. (Without
-        a mode, a first write while another process reads fails at once.) See docs/concurrency.md.
-    durability
-        ``"full"`` (the default): every write call is on the disk when it returns, and a power cut
-        at any moment leaves the file as it was before the call or after it (the journal and the
-        file are synced in SQLite's order; a few fsyncs per call). ``"none"``: no fsync at all, for
-        scratch files; a killed process still leaves the old or the new file, a power cut may not.
-        Default: ``$LOOMFILE_DURABILITY``, else ``"full"``. See docs/reliability.md.
-    spec_version
-        Accepted as loompy accepts it (the version its validator checked against); loomfile's
-        validation accepts every version it can read (spec 2 and 3), so it changes nothing.
-
-    Examples
-    --------
-    >>> with loomfile.connect("data.loom", "r") as ds:
-    ...     genes = ds.ra.Gene
-    """
+    cls: type[Connection] = Connection,
+) -> Connection:
+    """Open a Loom file as a ``cls`` (every parameter: :func:`loomfile.connect`)."""
     level = durability_of(durability)
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return LoomConnection(
+            return cls(
                 os.fspath(filename), mode, validate=validate, storage_options=storage_options, durability=level
             )
         except LoomLockedError:
@@ -516,14 +348,9 @@ def new(
     *,
     file_attrs: Mapping[str, Any] | None = None,
     durability: Durability | None = None,
-) -> LoomConnection:
-    """Create an empty Loom file and return a read/write connection to it.
-
-    The file is built under a temporary name in the same folder and moved to ``filename`` when the
-    connection is closed, so an existing file there is never half-overwritten. ``durability``: as
-    in :func:`connect`; with ``"full"`` the file is fsynced before it is renamed into place and the
-    folder after, so a power cut leaves the old file (or none) or the complete new one.
-    """
+    cls: type[Connection] = Connection,
+) -> Connection:
+    """A new empty Loom file, as a ``cls`` open for writing (every parameter: :func:`loomfile.new`)."""
     level = durability_of(durability)
     target = os.path.expanduser(os.fspath(filename))
     attrs = dict(file_attrs or {})
@@ -534,7 +361,7 @@ def new(
     try:
         with h5py.File(tmp, "w") as h5:
             LoomStore.initialize(h5)
-        ds = LoomConnection._to_new_file(tmp)
+        ds = cls._to_new_file(tmp)
         for name, value in attrs.items():
             ds.attrs[name] = value
     except BaseException:

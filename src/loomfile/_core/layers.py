@@ -22,6 +22,7 @@ from .._progress import Tick, nothing
 from .._selection import AxisSelection, normalize_key, result_shape, take
 from .._store.changes import layer_key
 from .._store.store import store_of
+from .lazy import layer_array
 from .mapping import NamedMapping
 
 T = TypeVar("T")
@@ -261,8 +262,6 @@ class LoomLayer:
         or on other machines that see the same file (as saved: connect with mode "r", since a
         connection open for writing locks the file). Needs ``pip install 'loomfile[dask]'``.
         """
-        from ..dask import layer_array
-
         if self._store.mode != "r":
             msg = (
                 f"to_dask() reads '{self._store.path}' in tasks that open it read-only, and this "

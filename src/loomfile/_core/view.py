@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from .._errors import SelectionError
-from .._selection import AxisSelection, normalize_key
+from .._selection import AxisSelection, check_ordering, normalize_key
 from .html import to_html
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def make_view(
     ready: Mapping[str, AttributeManager | GraphManager] | None = None,
     whole: Mapping[str, AttributeManager | GraphManager] | None = None,
     buffers: Recycler | None = None,
-) -> LoomView:
+) -> View:
     """Slice ``source`` by ``rows`` x ``cols`` (keys or AxisSelections) into a LoomView.
 
     ``ready`` may hold in-memory attributes or graphs already restricted to this selection, and
@@ -81,54 +81,8 @@ def make_view(
     rg = part("row_graphs", source.row_graphs, row_sel, GraphManager.in_memory(0, {}, row_sel.size))
     cg = part("col_graphs", source.col_graphs, col_sel, GraphManager.in_memory(1, {}, col_sel.size))
     lm = source.layers._select(row_sel, col_sel, layers, buffers)
-    return LoomView(lm, ra, ca, rg, cg, filename=source.filename, file_attrs=source.attrs.snapshot())
-
-
-class AnnDataExport:
-    """``to_anndata()`` for connections and views (one signature, for ``help()``; the work is in
-    :mod:`loomfile.io.anndata`)."""
-
-    def to_anndata(
-        self,
-        *,
-        layers: Iterable[str] | None = None,
-        sparse: bool = True,
-        X_name: str | None = None,
-        obs_names: str | None = "CellID",
-        var_names: str | None = "Gene",
-        dtype: Any = "float32",
-        obsm_mapping: Mapping[str, Iterable[str]] | None = None,
-        varm_mapping: Mapping[str, Iterable[str]] | None = None,
-        cleanup: bool = False,
-    ) -> Any:
-        """The file (or view) as an ``anndata.AnnData`` (cells x genes), mapped as ``anndata.io.read_loom`` does.
-
-        ``X`` is "spliced" when present (else the main matrix; ``X_name`` picks another layer),
-        sparse CSR unless ``sparse=False``, cast to ``dtype``; ``obs_names``/``var_names`` name the
-        attributes holding cell and gene names; ``layers`` picks the layers; ``obsm_mapping`` /
-        ``varm_mapping`` stack 1-D attributes into ``obsm``/``varm``; ``cleanup`` moves constant
-        columns into ``uns``. Every parameter: :func:`loomfile.io.anndata.to_anndata`; the mapping:
-        docs/anndata.md.
-
-        Examples
-        --------
-        >>> adata = ds.to_anndata(X_name="", obs_names="Barcode")
-        """
-        from ..io.anndata import to_anndata
-
-        source: Sliceable = self  # type: ignore[assignment]  # (only Sliceable classes mix this in)
-        return to_anndata(
-            source,
-            layers=layers,
-            sparse=sparse,
-            X_name=X_name,
-            obs_names=obs_names,
-            var_names=var_names,
-            dtype=dtype,
-            obsm_mapping=obsm_mapping,
-            varm_mapping=varm_mapping,
-            cleanup=cleanup,
-        )
+    view_class = getattr(source, "view_class", View)
+    return view_class(lm, ra, ca, rg, cg, filename=source.filename, file_attrs=source.attrs.snapshot())
 
 
 class ViewManager:
@@ -137,7 +91,7 @@ class ViewManager:
     def __init__(self, ds: Sliceable) -> None:
         self._source = ds
 
-    def __getitem__(self, key: Any) -> LoomView:
+    def __getitem__(self, key: Any) -> View:
         if not isinstance(key, tuple) or len(key) != 2:
             msg = "Views need a selection on both axes, like ds.view[rows, cols]"
             raise SelectionError(msg)
@@ -145,12 +99,14 @@ class ViewManager:
         return make_view(self._source, rows, cols)
 
 
-class LoomView(AnnDataExport):
+class View:
     """An in-memory slice of a Loom file, with the same read interface as a connection.
 
     Created by ``ds.view[rows, cols]`` or yielded by ``ds.scan(...)``; it keeps working after the
     file is closed.
     """
+
+    view_class: ClassVar[type[View]]  # what view.view[...] makes (LoomView: LoomView)
 
     def __init__(
         self,
@@ -201,9 +157,10 @@ class LoomView(AnnDataExport):
 
     def permute(self, ordering: Any, *, axis: int) -> None:
         """Reorder the view's rows (axis 0) or columns (axis 1) in memory."""
-        from .._ops.columns import check_ordering
-
         order = check_ordering(ordering, self.shape[axis], axis)
         self.layers._permute(order, axis=axis)
         (self.ra if axis == 0 else self.ca)._permute(order)
         (self.row_graphs if axis == 0 else self.col_graphs)._permute(order)
+
+
+View.view_class = View

@@ -16,7 +16,7 @@ from .._errors import LoomValueError
 from .._warn import warn_caller
 
 if TYPE_CHECKING:
-    from .._core.connection import LoomConnection
+    from .._core.connection import Connection
 
 CA_FUNCS = ("first", "mean", "mode", "tally")
 MATRIX_FUNCS = ("sum", "mean", "max", "min", "first", "last", "std", "var", "median", "prod", "count")
@@ -85,7 +85,7 @@ def _tally_name(key: str, value: Any) -> str:
 
 
 def column_attributes(
-    ds: LoomConnection, groups: Groups, aggr_ca_by: Mapping[str, str] | None, if_equal: bool
+    ds: Connection, groups: Groups, aggr_ca_by: Mapping[str, str] | None, if_equal: bool
 ) -> dict[str, np.ndarray]:
     """The aggregated file's column attributes, as loompy makes them."""
     ca: dict[str, np.ndarray] = {}
@@ -124,7 +124,7 @@ def column_attributes(
 
 
 def aggregate(
-    ds: LoomConnection,
+    ds: Connection,
     out_file: str | None,
     select: Any,
     group_by: str | np.ndarray,
@@ -133,7 +133,7 @@ def aggregate(
     layer: str,
     aggr_ca_if_equal: bool,
 ) -> np.ndarray:
-    """See LoomConnection.aggregate."""
+    """See Connection.aggregate."""
     from .._core.connection import create
     from .._selection import AxisSelection
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,11 +16,10 @@ from .._engine import read as _engine
 from .._engine import stored as _hdf5chunks
 from .._engine.chunks import ChunkLayout
 from .._engine.stored import StoredColumns
-from .._errors import LoomValueError, SelectionError
+from .._errors import LoomValueError
 from .._format import spec as fmt
 from .._progress import Tick
 from .._selection import AxisSelection
-from .._store.changes import META
 from .._warn import warn_caller
 
 # add_loom reads at most this much of every layer at once (batch_size columns, or fewer): bands
@@ -31,89 +29,10 @@ BAND_BYTES = 64 << 20
 SPARSE_BAND_BYTES = 16 << 20  # a sparse matrix being appended is made dense this much at a time
 
 if TYPE_CHECKING:
-    from .._core.connection import LoomConnection
+    from .._core.connection import Connection
 
 
-def check_ordering(ordering: Any, n: int, axis: int) -> np.ndarray:
-    """A permutation of ``range(n)``, or a clear error (loompy accepted anything and lost data)."""
-    order = np.asarray(ordering).ravel()
-    if order.dtype.kind not in "iu":
-        msg = f"ordering must be integers, not {order.dtype}"
-        raise LoomValueError(msg)
-    if order.shape[0] != n or not np.array_equal(np.sort(order), np.arange(n)):
-        msg = f"ordering must be a permutation of the {n} {fmt.AXIS_NAMES[axis]} indices 0..{n - 1}"
-        raise LoomValueError(msg)
-    return order.astype(np.intp)
-
-
-def scan_items(items: Any, n: int, axis: int) -> np.ndarray:
-    """The positions a scan visits: all, from an int onwards, a mask, or a list (order kept)."""
-    if items is None:
-        return np.arange(n, dtype=np.intp)
-    if isinstance(items, int | np.integer) and not isinstance(items, bool):
-        return np.arange(int(items), n, dtype=np.intp)
-    return AxisSelection.from_key(np.asarray(items), n, axis).indices
-
-
-def scan_bands(items: np.ndarray, n: int, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
-    """loompy's scan bands: (ix, positions in [ix, ix + batch_size) selected, in the items' order).
-
-    A band whose every position is selected comes back whole and in order, as in loompy.
-    """
-    if batch_size < 1:
-        msg = f"batch_size must be at least 1, not {batch_size}"
-        raise LoomValueError(msg)
-    for ix in range(0, n, batch_size):
-        width = min(n - ix, batch_size)
-        local = items - ix
-        local = local[(local >= 0) & (local < width)]
-        if local.size == 0:
-            continue
-        if local.size == width:
-            local = np.arange(width, dtype=np.intp)
-        yield ix, ix + local
-
-
-class FixedSide:
-    """What a scan reads for every band besides the layers, read once per scan: the attributes and
-    graphs of the axis it does not move along (already restricted to that axis's selection), and
-    the graphs of the axis it moves along (whole, to be cut per band). Read again only if
-    attributes or graphs change during the scan."""
-
-    def __init__(self, ds: LoomConnection, axis: int, other: AxisSelection, what: Sequence[str]) -> None:
-        self._ds, self._other = ds, other
-        fixed = ("col_attrs", "col_graphs") if axis == 0 else ("row_attrs", "row_graphs")
-        moving = "row_graphs" if axis == 0 else "col_graphs"
-        self._fixed = [k for k in fixed if k in what]
-        self._moving = [moving] if moving in what else []
-        self._n = ds.shape[axis]
-        self._lock = threading.Lock()
-        self._made: tuple[int, dict[str, Any], dict[str, Any]] | None = None
-
-    def get(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(managers restricted to the fixed selection, whole managers of the moving axis)."""
-        changes = self._ds._store.changes
-        with self._lock:
-            if self._made is None or changes.changed_since(self._made[0], (META,)):
-                generation = changes.generation
-                sources = {
-                    "col_attrs": self._ds.ca,
-                    "row_attrs": self._ds.ra,
-                    "col_graphs": self._ds.col_graphs,
-                    "row_graphs": self._ds.row_graphs,
-                }
-                ready = {k: sources[k]._select(self._other) for k in self._fixed}
-                whole = {k: sources[k]._select(AxisSelection.full(self._n)) for k in self._moving}
-                self._made = (generation, ready, whole)
-            return self._made[1], self._made[2]
-
-    def views(self) -> dict[str, dict[str, Any]]:
-        """make_view's ``ready`` and ``whole`` arguments."""
-        ready, whole = self.get()
-        return {"ready": ready, "whole": whole}
-
-
-def _layers_dict(ds: LoomConnection, layers: Any) -> dict[str, Any]:
+def _layers_dict(ds: Connection, layers: Any) -> dict[str, Any]:
     from .._core.layers import LayerManager
 
     layers = fmt.from_pandas(layers)
@@ -136,7 +55,7 @@ def _fill_value(fill_values: Any, name: str, like: np.ndarray) -> Any:
 
 
 def add_columns(
-    ds: LoomConnection,
+    ds: Connection,
     layers: Any,
     col_attrs: Mapping[str, Any],
     *,
@@ -210,7 +129,7 @@ def add_columns(
 
 
 def _merged_col_attrs(
-    ds: LoomConnection, incoming: dict[str, np.ndarray], n_new: int, fill_values: Any, is_new: bool
+    ds: Connection, incoming: dict[str, np.ndarray], n_new: int, fill_values: Any, is_new: bool
 ) -> tuple[dict[str, np.ndarray], list[str]]:
     """The column attributes after ``n_new`` columns with ``incoming`` attributes are appended, and
     the names dropped (present on one side only without ``fill_values``, or of another shape)."""
@@ -242,7 +161,7 @@ def _merged_col_attrs(
     return final, dropped
 
 
-def _replace_col_attrs(ds: LoomConnection, final: dict[str, np.ndarray], dropped: list[str]) -> None:
+def _replace_col_attrs(ds: Connection, final: dict[str, np.ndarray], dropped: list[str]) -> None:
     """Write the merged column attributes, deleting (with a warning) those dropped: only once the
     layers are written, so that a call which fails does not warn of a drop that never happened."""
     if dropped:
@@ -257,7 +176,7 @@ def _replace_col_attrs(ds: LoomConnection, final: dict[str, np.ndarray], dropped
         ds.ca[k] = v
 
 
-def _write_columns(ds: LoomConnection, blocks: Mapping[str, Any], at: int) -> None:
+def _write_columns(ds: Connection, blocks: Mapping[str, Any], at: int) -> None:
     """Write each layer's block into the (already allocated) columns from ``at`` on: stored chunks
     are copied as they are, other values are converted to the layer's dtype first."""
     from .._core.layers import LoomLayer, MemoryLoomLayer
@@ -324,7 +243,7 @@ def key_ordering(
 
 
 def add_loom(
-    ds: LoomConnection,
+    ds: Connection,
     other_file: str,
     key: str | None = None,
     fill_values: Any = None,
@@ -434,7 +353,7 @@ def add_loom(
                     )
 
 
-def _copyable(ds: LoomConnection, other: LoomConnection, names: list[str]) -> dict[str, ChunkLayout]:
+def _copyable(ds: Connection, other: Connection, names: list[str]) -> dict[str, ChunkLayout]:
     """The layers whose stored chunks mean the same in both files, with the other file's index."""
     out = {}
     for name in names:
@@ -454,7 +373,7 @@ def aligned_bands(n: int, offset: int, width: int, chunk: int) -> Iterator[slice
         lo, stop = stop, stop + width
 
 
-def _convert_globals(ds: LoomConnection, other: LoomConnection) -> dict[str, np.ndarray]:
+def _convert_globals(ds: Connection, other: Connection) -> dict[str, np.ndarray]:
     """Turn global attributes that differ between the files into column attributes."""
     extra: dict[str, np.ndarray] = {}
     for name in sorted(set(ds.attrs.keys()) | set(other.attrs.keys())):
@@ -473,26 +392,3 @@ def _convert_globals(ds: LoomConnection, other: LoomConnection) -> dict[str, np.
         if mine is not None:
             del ds.attrs[name]
     return extra
-
-
-def check_scan_args(axis: Any, what: Any) -> int:
-    if axis not in (0, 1):
-        msg = "scan needs axis=0 (rows) or axis=1 (columns)"
-        raise LoomValueError(msg)
-    if "layers" not in what:
-        msg = "'layers' must be included in 'what' (select layers with the 'layers' argument)"
-        raise LoomValueError(msg)
-    return int(axis)
-
-
-def other_ordering(ds: Any, axis: int, key: str | None) -> AxisSelection:
-    """The order of the other axis in scan views: as stored, or sorted by the attribute ``key``."""
-    other = 1 - axis
-    n = ds.shape[other]
-    if key is None:
-        return AxisSelection.full(n)
-    attrs = ds.ra if other == 0 else ds.ca
-    if key not in attrs:
-        msg = f"scan key {key!r} is not a {fmt.AXIS_NAMES[other]} attribute"
-        raise SelectionError(msg)
-    return AxisSelection(n, np.argsort(attrs[key], kind="stable").astype(np.intp))

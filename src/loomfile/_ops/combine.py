@@ -19,7 +19,7 @@ from .columns import aligned_bands, key_ordering
 from .join import How, check_how, combine_joined
 
 if TYPE_CHECKING:
-    from .._core.connection import LoomConnection
+    from .._core.connection import Connection
 
 
 def combine(
@@ -121,7 +121,7 @@ def _sample_names(files: Sequence[str], samples: Sequence[str] | None) -> list[s
 
 
 def _add_samples(
-    out: LoomConnection, files: Sequence[str], names: list[str], sample_attr: str | None, unique_ids: bool, axis: int
+    out: Connection, files: Sequence[str], names: list[str], sample_attr: str | None, unique_ids: bool, axis: int
 ) -> None:
     """The sample attribute (of the columns, or of the rows with axis=0), and CellIDs made unique
     with the sample as prefix."""
@@ -165,14 +165,15 @@ def _combine(
     convert_attrs: bool,
     fill_values: Any,
     tick: Tick,
-) -> LoomConnection:
+) -> Connection:
     from .._core.connection import connect, new
 
     with connect(files[0], "r") as first:
         out = new(output_file, file_attrs={**dict(first.attrs.items()), **dict(file_attrs or {})})
         try:
             layers = {name: first.layers[name] for name in first.layers.keys()}
-            out.add_columns(layers, dict(first.ca.items()), row_attrs=dict(first.ra.items()))
+            with out._store.transaction():
+                _ops.add_columns(out, layers, dict(first.ca.items()), row_attrs=dict(first.ra.items()))
             for name, graph in first.col_graphs.items():
                 out.col_graphs[name] = graph
             for name, graph in first.row_graphs.items():
@@ -289,7 +290,7 @@ def combine_faster(
 
 
 def _copy_layers(
-    ds: LoomConnection, out: LoomConnection, rows: AxisSelection, picked: np.ndarray, at: int, tick: Tick
+    ds: Connection, out: Connection, rows: AxisSelection, picked: np.ndarray, at: int, tick: Tick
 ) -> None:
     """Every layer of ``ds`` (its ``rows`` in order, its ``picked`` columns) into ``out`` from column
     ``at`` on, in bands that fill whole chunks of the output."""

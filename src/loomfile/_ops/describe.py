@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 from .._format import spec as fmt
 
 if TYPE_CHECKING:
-    from .._core.connection import LoomConnection
+    from .._core.connection import Connection
 
 
-def describe(ds: LoomConnection) -> dict[str, Any]:
+def describe(ds: Connection) -> dict[str, Any]:
     """Shape, spec version, size on disk, and how every layer, attribute and graph is stored.
 
     Nothing but metadata is read (global attributes excepted, which are small), so this is quick on
@@ -32,7 +32,7 @@ def describe(ds: LoomConnection) -> dict[str, Any]:
     }
 
 
-def _edges(ds: LoomConnection, axis: int, name: str) -> dict[str, Any]:
+def _edges(ds: Connection, axis: int, name: str) -> dict[str, Any]:
     store = ds._store
     return {"edges": store.storage(store._graph_path(axis, name) + "/a")["shape"][0]}
 

@@ -26,7 +26,7 @@ from .._selection import AxisSelection
 from .._store.journal import durability_of, sync_file, sync_folder
 
 if TYPE_CHECKING:
-    from .._core.connection import LoomConnection
+    from .._core.connection import Connection
 
 
 def _texts(values: Any) -> list[str]:
@@ -48,7 +48,7 @@ def _tabbed(texts: list[str]) -> str:
     return "".join(t + "\t" for t in texts)
 
 
-def export(ds: LoomConnection, out_file: str, layer: str | None, format: str, tick: Tick = nothing) -> None:
+def export(ds: Connection, out_file: str, layer: str | None, format: str, tick: Tick = nothing) -> None:
     if format not in FORMATS:
         msg = f"format must be one of {sorted(FORMATS)}, not {format!r}"
         raise LoomValueError(msg)
@@ -57,7 +57,7 @@ def export(ds: LoomConnection, out_file: str, layer: str | None, format: str, ti
     FORMATS[format](ds, os.path.expanduser(os.fspath(out_file)), name, tick)
 
 
-def _tab(ds: LoomConnection, target: str, name: str, tick: Tick) -> None:
+def _tab(ds: Connection, target: str, name: str, tick: Tick) -> None:
     """loompy's layout: column attributes, the row-attribute names, then one line per row."""
     from .._core.connection import written_aside
 
@@ -77,7 +77,7 @@ def _tab(ds: LoomConnection, target: str, name: str, tick: Tick) -> None:
             tick(band.stop - band.start)
 
 
-def _mtx(ds: LoomConnection, target: str, name: str, tick: Tick) -> None:
+def _mtx(ds: Connection, target: str, name: str, tick: Tick) -> None:
     """A folder as cellranger lays out ``filtered_feature_bc_matrix/``: ``matrix.mtx.gz`` (1-based
     coordinates in column order), ``features.tsv.gz`` (id, name, feature type) and
     ``barcodes.tsv.gz``, all gzipped. The entries are streamed a band of columns at a time into
@@ -118,7 +118,7 @@ def _mtx(ds: LoomConnection, target: str, name: str, tick: Tick) -> None:
         _write_gzipped_lines(os.path.join(folder, "barcodes.tsv.gz"), _barcodes(ds))
 
 
-def _feature_lines(ds: LoomConnection) -> list[str]:
+def _feature_lines(ds: Connection) -> list[str]:
     """id, name and feature type of each row, from Accession/Gene/FeatureType where present."""
     n = ds.shape[0]
     names = _texts(ds.ra["Gene"]) if "Gene" in ds.ra else [str(i) for i in range(n)]
@@ -127,7 +127,7 @@ def _feature_lines(ds: LoomConnection) -> list[str]:
     return [f"{i}\t{g}\t{k}" for i, g, k in zip(ids, names, kinds, strict=True)]
 
 
-def _barcodes(ds: LoomConnection) -> list[str]:
+def _barcodes(ds: Connection) -> list[str]:
     """CellIDs, without the ``sample:`` prefix the cellranger importers add when every one has it."""
     ids = _texts(ds.ca["CellID"]) if "CellID" in ds.ca else [str(j) for j in range(ds.shape[1])]
     prefix = ids[0].split(":", 1)[0] + ":" if ids and ":" in ids[0] else None
@@ -174,4 +174,4 @@ def written_aside_folder(target: str) -> Iterator[str]:
 
 
 GZIP_LEVEL = 4  # gzip's speed/size balance for text (6 costs twice the time for 3% less)
-FORMATS: dict[str, Callable[[LoomConnection, str, str, Tick], None]] = {"tab": _tab, "mtx": _mtx}
+FORMATS: dict[str, Callable[[Connection, str, str, Tick], None]] = {"tab": _tab, "mtx": _mtx}

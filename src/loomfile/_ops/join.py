@@ -37,7 +37,7 @@ from .._warn import warn_caller
 from .columns import BAND_BYTES, _copyable, aligned_bands, key_ordering
 
 if TYPE_CHECKING:
-    from .._core.connection import LoomConnection
+    from .._core.connection import Connection
 
 How = Literal["strict", "inner", "outer"]
 HOWS = ("strict", "inner", "outer")
@@ -82,7 +82,7 @@ def combine_joined(
     fill_values: Any,
     tick: Tick,
     axis: int = 1,
-) -> LoomConnection:
+) -> Connection:
     """Write the joined file (see the module docstring) and return it open, for the caller to add
     sample columns and close. ``axis=1`` concatenates the files' columns and joins their rows on
     the row attribute ``key``; ``axis=0`` concatenates their rows (the same cells measured for
@@ -141,7 +141,7 @@ def _every_name(managers: Sequence[Any]) -> list[str]:
     return names
 
 
-def _layer_dtypes(sources: Sequence[LoomConnection], files: Sequence[str]) -> dict[str, np.dtype[Any]]:
+def _layer_dtypes(sources: Sequence[Connection], files: Sequence[str]) -> dict[str, np.dtype[Any]]:
     """Every layer of any file, with the common type of the files' that have it. A file without a
     layer contributes zeros to it, with a warning naming both."""
     names = _every_name([ds.layers for ds in sources])
@@ -156,8 +156,8 @@ def _layer_dtypes(sources: Sequence[LoomConnection], files: Sequence[str]) -> di
 
 
 def _place(
-    ds: LoomConnection,
-    out: LoomConnection,
+    ds: Connection,
+    out: Connection,
     kept: np.ndarray,
     places: np.ndarray,
     at: int,

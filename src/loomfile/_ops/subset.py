@@ -24,11 +24,11 @@ from .._selection import AxisSelection
 from .columns import BAND_BYTES, _copyable, aligned_bands
 
 if TYPE_CHECKING:
-    from .._core.connection import LoomConnection
+    from .._core.connection import Connection
 
 
 def subset(
-    ds: LoomConnection,
+    ds: Connection,
     out: str,
     rows: Any = slice(None),
     cols: Any = slice(None),
@@ -73,8 +73,8 @@ def subset(
 
 
 def _copy_selection(
-    ds: LoomConnection,
-    target: LoomConnection,
+    ds: Connection,
+    target: Connection,
     names: list[str],
     rows: AxisSelection,
     cols: AxisSelection,

@@ -24,11 +24,7 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
-import h5py
-
-from .._errors import LoomFormatError, LoomNotFoundError, LoomReadOnlyError
-from .store import LoomStore
-from .validate import LoomValidator
+from .._errors import LoomNotFoundError
 
 # A block of the cache: about one request's worth at object-storage latency and bandwidth.
 BLOCK_BYTES = 4 * 1024 * 1024
@@ -119,41 +115,3 @@ class _Cursor(io.RawIOBase):
         n = self._source.read_into(memoryview(buffer), self._pos)
         self._pos += n
         return n
-
-
-def open_store(
-    url: str, mode: str, validate: bool, storage_options: Mapping[str, Any] | None = None
-) -> LoomStore:
-    """A read-only store over the Loom file at ``url`` (checked first with ``validate``)."""
-    if mode != "r":
-        msg = (
-            f"Cannot open '{url}' in mode {mode!r}: files opened by URL are read-only; connect with mode='r'"
-        )
-        raise LoomReadOnlyError(msg)
-    remote = RemoteFile(url, storage_options)
-    try:
-        h5 = h5py.File(remote.cursor(), "r")
-    except OSError as e:
-        remote.close()
-        msg = f"'{url}' is not a readable HDF5/Loom file ({e})"
-        raise LoomFormatError(msg) from e
-    store = LoomStore(h5, url, remote=remote)
-    if validate:
-        try:
-            _check(h5, url)
-        except BaseException:
-            store.close()
-            raise
-    return store
-
-
-def _check(h5: h5py.File, url: str) -> None:
-    """Raise :class:`LoomFormatError` listing the problems if the open file is not a usable Loom file."""
-    validator = LoomValidator()
-    try:
-        validator.validate_spec(h5)
-    except (OSError, RuntimeError, KeyError, ValueError) as e:
-        validator.errors.append(f"the file's HDF5 metadata cannot be read ({e})")
-    if validator.errors:
-        msg = f"'{url}' is not a valid Loom file: {'; '.join(validator.errors)}"
-        raise LoomFormatError(msg)

@@ -29,17 +29,9 @@ MAX_REPORTED = 10
 _HDF5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, MemoryError)
 
 
-class LoomValidator:
-    """Check a file against the Loom format; collect ``errors`` and ``warnings`` (lists of str).
-
-    Examples
-    --------
-    >>> v = LoomValidator()
-    >>> v.validate("data.loom")
-    True
-    >>> v.warnings
-    []
-    """
+class StructureValidator:
+    """The checks of a file's HDF5 structure against the Loom format (``loomfile.LoomValidator``
+    adds the content checks); collects ``errors`` and ``warnings`` (lists of str)."""
 
     def __init__(self, version: str | None = None) -> None:
         self.version = version
@@ -86,11 +78,11 @@ class LoomValidator:
         problems: list[str] = []
         with open_h5(os.fspath(path), "r") as h5:
             datasets: list[h5py.Dataset] = []
-            problems += _problem("the file's groups", partial(_collect_datasets, h5, datasets, set()))
+            problems += problems_of("the file's groups", partial(_collect_datasets, h5, datasets, set()))
             for dset in datasets:
                 problems += dataset_problems(dset)
         content: list[str] = []
-        problems += _problem("the file's content", partial(content_problems, os.fspath(path), content))
+        problems += problems_of("the file's content", partial(self.content_problems, os.fspath(path), content))
         return problems + content
 
     def check(self, path: str | os.PathLike[str], *, deep: bool = False) -> None:
@@ -110,6 +102,10 @@ class LoomValidator:
             problems = "; ".join(self.errors)
             msg = f"'{os.fspath(path)}' is not a valid Loom file: {problems}"
             raise LoomFormatError(msg)
+
+    def content_problems(self, path: str, problems: list[str]) -> None:
+        """Add to ``problems`` what cannot be read as Loom content (the object model's checks:
+        ``loomfile.LoomValidator``; the structure alone has none)."""
 
     def _error(self, message: str) -> None:
         self.errors.append(message)
@@ -219,7 +215,7 @@ class LoomValidator:
 # --- reading everything (check_deep) ----------------------------------------------------------------
 
 
-def _problem(what: str, action: Callable[[], object]) -> list[str]:
+def problems_of(what: str, action: Callable[[], object]) -> list[str]:
     """No problem if ``action()`` runs; else the error that stopped it, naming ``what``."""
     try:
         action()
@@ -328,31 +324,13 @@ def _chunk_problems(layout: ChunkLayout, row: int) -> list[str]:
 def _h5py_problems(dset: h5py.Dataset) -> list[str]:
     """Bands of chunk rows h5py cannot read (or the whole dataset, unchunked)."""
     if dset.ndim == 0 or dset.chunks is None:
-        return _problem(dset.name, lambda: dset[()])
+        return problems_of(dset.name, lambda: dset[()])
     step = int(dset.chunks[0])
     problems = []
     for lo in range(0, int(dset.shape[0]), step):
         band = slice(lo, lo + step)
-        problems += _problem(f"rows {lo}..{lo + step} of {dset.name}", partial(dset.__getitem__, band))
+        problems += problems_of(f"rows {lo}..{lo + step} of {dset.name}", partial(dset.__getitem__, band))
     return _first(problems)
-
-
-def content_problems(path: str, problems: list[str]) -> None:
-    """Add to ``problems`` what loomfile cannot read as Loom content: attributes (string decoding
-    included), global attributes, graphs (vertex ids in range, vectors of one length)."""
-    from .._core.connection import LoomConnection
-
-    with LoomConnection(path, "r", validate=False) as ds:
-        managers: list[tuple[str, Any]] = [
-            ("row attribute", ds.ra),
-            ("column attribute", ds.ca),
-            ("global attribute", ds.attrs),
-            ("row graph", ds.row_graphs),
-            ("column graph", ds.col_graphs),
-        ]
-        for word, manager in managers:
-            for name in manager.keys():
-                problems += _problem(f"{word} {name!r}", partial(manager.__getitem__, name))
 
 
 def _first(problems: list[str]) -> list[str]:

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sparse
 
-from .._core.connection import connect, create, new
+from .._api.connection import connect, new
+from .._core.connection import create
 
 
 def _barcodes(rng: np.random.Generator, n: int, sample: str) -> np.ndarray:
@@ -136,6 +137,6 @@ def run_demo(directory: str | None = None, *, n_cells: int = 3000, n_genes: int 
 
 
 def combined_files(first: str, second: str, out: str) -> None:
-    from .combine import combine
+    from .._ops.combine import combine
 
     combine([first, second], out, key="Accession")
