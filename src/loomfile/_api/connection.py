@@ -80,7 +80,7 @@ class LoomView(View, AnnDataExport):
     """
 
 
-LoomView.view_class = LoomView
+LoomView._view_class = LoomView
 
 
 class LoomConnection(Connection, AnnDataExport, LoompyAliases):
@@ -92,7 +92,7 @@ class LoomConnection(Connection, AnnDataExport, LoompyAliases):
             print(ds.shape, ds.ca.keys())
     """
 
-    view_class = LoomView
+    _view_class = LoomView
 
     def scan(
         self,

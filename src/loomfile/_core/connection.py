@@ -50,7 +50,7 @@ class Connection:
             print(ds.shape, ds.ca.keys())
     """
 
-    view_class: type[View] = View  # what ds.view[...] and scans make (LoomConnection: LoomView)
+    _view_class: type[View] = View  # what ds.view[...] and scans make (LoomConnection: LoomView)
 
     def __init__(
         self,

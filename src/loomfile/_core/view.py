@@ -81,8 +81,8 @@ def make_view(
     rg = part("row_graphs", source.row_graphs, row_sel, GraphManager.in_memory(0, {}, row_sel.size))
     cg = part("col_graphs", source.col_graphs, col_sel, GraphManager.in_memory(1, {}, col_sel.size))
     lm = source.layers._select(row_sel, col_sel, layers, buffers)
-    view_class = getattr(source, "view_class", View)
-    return view_class(lm, ra, ca, rg, cg, filename=source.filename, file_attrs=source.attrs.snapshot())
+    cls = getattr(source, "_view_class", View)
+    return cls(lm, ra, ca, rg, cg, filename=source.filename, file_attrs=source.attrs.snapshot())
 
 
 class ViewManager:
@@ -106,7 +106,7 @@ class View:
     file is closed.
     """
 
-    view_class: ClassVar[type[View]]  # what view.view[...] makes (LoomView: LoomView)
+    _view_class: ClassVar[type[View]]  # what view.view[...] makes (LoomView: LoomView)
 
     def __init__(
         self,
@@ -163,4 +163,4 @@ class View:
         (self.row_graphs if axis == 0 else self.col_graphs)._permute(order)
 
 
-View.view_class = View
+View._view_class = View
