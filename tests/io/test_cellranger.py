@@ -14,13 +14,13 @@ import loompy
 import numpy as np
 import pytest
 import scipy.sparse as sparse
+from test_importers import assert_same_loom
 
 import loomfile
 from cellranger_folders import make_cellranger, write_10x_h5
 from cellranger_folders import write_text as _write
 from loomfile.io import _text, cellranger
 from loomfile.io.matrix_market import matrix_market_columns, read_header
-from test_importers import assert_same_loom
 
 
 def _import(sample: Path, out: Path, lib: Any, **kwargs: Any) -> str:
