@@ -2,14 +2,16 @@
 
 ``axis_keys(n)`` draws one key for an axis of length ``n``: any of the kinds of key that
 ``ds[rows, cols]``, ``ds.layers[name][rows, cols]`` and ``ds.view[rows, cols]`` accept per axis.
-Draw one per axis to select from a matrix::
+Draw one per axis to select from a matrix:
 
-    from hypothesis import given, strategies as st
-    from loomfile.testing import axis_keys
+```python
+from hypothesis import given
+from loomfile.testing import axis_keys
 
-    @given(st.tuples(axis_keys(100), axis_keys(20)))
-    def test_reads(key):
-        ...
+@given(rows=axis_keys(100), cols=axis_keys(20))
+def test_reads(rows, cols):
+    ...
+```
 
 Needs hypothesis, which is not a dependency of loomfile (it is in the ``test`` extra:
 ``pip install 'loomfile[test]'`` or ``pip install hypothesis``). ``import loomfile`` does not import
@@ -49,20 +51,17 @@ def axis_keys(
     Each example is one of these kinds (``kinds`` chooses among them; hypothesis shrinks towards the
     first one given):
 
-    ``"int"``
-        an int in ``[-n, n)``: negative ints count from the end, and the axis is dropped, as in numpy.
-    ``"slice"``
-        a slice whose start and stop are ``None`` or any int in ``[-n - 3, n + 3]`` (out of range
-        included) and whose step is ``None`` or a non-zero int in ``[-max_step, max_step]``
-        (negative steps included).
-    ``"list"``
-        a list of up to ``max_list`` ints in ``[-n, n)``: unsorted, repeated and negative ones
-        included, possibly empty.
-    ``"mask"``
-        a boolean array of length ``n``.
-    ``"array"``
-        a sorted contiguous run ``np.arange(lo, hi)`` with ``0 <= lo < n`` and ``lo <= hi <= n``
-        (possibly empty): an integer array that selects whole runs of chunks, as a band of a scan does.
+    - ``"int"``: an int in ``[-n, n)``; negative ints count from the end (``ds[...]`` drops the
+      axis, as numpy does).
+    - ``"slice"``: a slice whose start and stop are ``None`` or any int in ``[-n - 3, n + 3]`` (out
+      of range included) and whose step is ``None`` or a non-zero int in ``[-max_step, max_step]``
+      (negative steps included).
+    - ``"list"``: a list of up to ``max_list`` ints in ``[-n, n)``, unsorted, repeated and negative
+      ones included, possibly empty.
+    - ``"mask"``: a boolean array of length ``n``.
+    - ``"array"``: a sorted contiguous run ``np.arange(lo, hi)`` with ``0 <= lo < n`` and
+      ``lo <= hi <= n`` (possibly empty), an integer array that selects whole runs of chunks as a
+      band of a scan does.
 
     Parameters
     ----------
