@@ -18,6 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import loomfile
+from loomfile import testing
+from loomfile.testing import AxisKey
 from oracle import axis_indices, orthogonal
 
 DTYPES = ["float32", "int32", "uint16"]
@@ -36,18 +38,9 @@ def test_oracle_helpers() -> None:
     assert orthogonal(m, (1, -1)) == m[1, -1]
 
 
-@st.composite
-def axis_keys(draw: st.DrawFn, n: int) -> Any:
-    kind = draw(st.sampled_from(["int", "slice", "list", "mask"]))
-    if kind == "int":
-        return draw(st.integers(-n, n - 1))
-    if kind == "slice":
-        bound = st.none() | st.integers(-n - 3, n + 3)
-        step = draw(st.none() | st.integers(1, 9) | st.integers(-9, -1))
-        return slice(draw(bound), draw(bound), step)
-    if kind == "list":
-        return draw(st.lists(st.integers(-n, n - 1), max_size=min(2 * n, 24)))
-    return np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
+def axis_keys(n: int) -> st.SearchStrategy[AxisKey]:
+    """This module's keys: the kinds its docstring names, slice steps up to 9, lists up to min(2n, 24)."""
+    return testing.axis_keys(n, kinds=("int", "slice", "list", "mask"), max_list=min(2 * n, 24), max_step=9)
 
 
 @st.composite

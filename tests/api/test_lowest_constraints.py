@@ -11,7 +11,7 @@ if sys.version_info >= (3, 11):
 else:  # pytest depends on tomli before 3.11
     import tomli as tomllib
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXTRAS = ("anndata", "dask", "remote")  # the user-facing extras; test and docs tools are not promised
 
 

@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import loomfile
+from loomfile import testing
 from loomfile._engine import codec as _codec
 from loomfile._engine import read as _engine
 from loomfile._engine.chunks import ChunkLayout, layout_of
@@ -601,22 +602,6 @@ HYPOTHESIS_CONFIGS = [
 ]
 
 
-@st.composite
-def axis_key(draw: st.DrawFn, n: int) -> Any:
-    kind = draw(st.sampled_from(["int", "slice", "list", "mask", "array"]))
-    if kind == "int":
-        return draw(st.integers(-n, n - 1))
-    if kind == "slice":
-        bound = st.none() | st.integers(-n - 3, n + 3)
-        return slice(draw(bound), draw(bound), draw(st.none() | st.integers(1, 40) | st.integers(-40, -1)))
-    if kind == "list":
-        return draw(st.lists(st.integers(-n, n - 1), max_size=60))
-    if kind == "array":  # sorted runs, the engine's contiguous-column fast path
-        lo = draw(st.integers(0, n - 1))
-        return np.arange(lo, draw(st.integers(lo, n)))
-    return np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
-
-
 modes = st.builds(
     Mode,
     threads=st.sampled_from([1, 2]),
@@ -631,8 +616,8 @@ modes = st.builds(
 def test_read_property(files: Callable[[str], tuple[Path, np.ndarray]], data: st.DataObject) -> None:
     config = data.draw(st.sampled_from(HYPOTHESIS_CONFIGS), label="config")
     engine_mode = data.draw(modes, label="mode")
-    rkey = data.draw(axis_key(N_ROWS), label="rows")
-    ckey = data.draw(axis_key(N_COLS), label="cols")
+    rkey = data.draw(testing.axis_keys(N_ROWS), label="rows")
+    ckey = data.draw(testing.axis_keys(N_COLS), label="cols")
     path, full = files(config)
     with engine_settings(engine_mode), h5py.File(path, "r") as f:
         layout = layout_of(f["m"])

@@ -18,9 +18,9 @@ import scipy.sparse as sparse
 from click.testing import CliRunner
 
 import loomfile
+from cellranger_folders import make_cellranger
 from loomfile.cli import cli, main
 from looms import counts_file
-from test_cellranger import make_cellranger
 
 COMMANDS = ["info", "validate", "combine", "subset", "from-10x", "to-h5ad", "from-h5ad", "export", "demo"]
 

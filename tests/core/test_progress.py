@@ -132,7 +132,7 @@ def test_real_bar_draws_on_stderr(monkeypatch: pytest.MonkeyPatch, capsys: pytes
 
 @pytest.mark.parametrize("source", ["mtx", "h5"])
 def test_importing_a_10x_folder(tmp_path: Path, bars: list[Recorder], source: str) -> None:
-    from test_cellranger import make_cellranger
+    from cellranger_folders import make_cellranger
 
     sample, counts = make_cellranger(tmp_path, 3, n_cells=300, mtx=source == "mtx", h5=source == "h5")
     loomfile.create_from_cellranger(str(sample), str(tmp_path), source=source, progress=True)

@@ -27,10 +27,10 @@ import scipy.io
 import scipy.sparse as sparse
 
 import loomfile
+from cellranger_folders import make_cellranger
 from loomfile.cli import main as cli_main
-from test_cellranger import make_cellranger
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").rglob("*.md"))]
 RUNNABLE = ("python", "bash")
 FENCE = re.compile(r"^```\s*([\w+-]*)\s*$")

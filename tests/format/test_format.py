@@ -315,7 +315,7 @@ def test_create_length_mismatch_raises_naming_the_attribute(tmp_path: Path) -> N
 
 
 BAD_VALUES = [
-    # None and text mixed with numbers are stored as text, as loompy does (tests/test_dropin_conversions.py)
+    # None and text mixed with numbers are stored as text, as loompy does (tests/api/test_dropin_conversions.py)
     pytest.param(
         "MixedBytes",
         lambda m: np.array(["a", b"b"] + ["c"] * (m - 2), dtype=object),

@@ -24,7 +24,7 @@ import scipy.sparse as sparse
 import loomfile
 from looms import FIXTURES
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 _NUMERIC_REF = re.compile(r"&#(?:x([0-9a-fA-F]+)|([0-9]+));")
 
 
