@@ -33,6 +33,7 @@ from .._errors import (
 )
 from .._format import spec as fmt
 from .._selection import AxisSelection
+from . import strings
 from .changes import LAYERS, META, ChangeLog, layer_key
 from .journal import Durability, JournaledFile, interrupts_deferred
 
@@ -351,7 +352,7 @@ class LoomStore:
         value = h5[path or "/"].attrs.get(fmt.TIMESTAMP_ATTR)
         if value is None:
             return None
-        return fmt.decode_scalar_string(value, None) if not isinstance(value, str) else value
+        return fmt.decode_text(value) if not isinstance(value, str) else value
 
     def _group(self, path: str) -> h5py.Group:
         h5 = self.h5
@@ -369,7 +370,7 @@ class LoomStore:
         ]
         dtype = np.dtype(dset.dtype)
         return {
-            "dtype": "string" if fmt.is_string_dtype(dtype) else str(dtype),
+            "dtype": "string" if strings.is_string_dtype(dtype) else str(dtype),
             "shape": [int(n) for n in dset.shape],
             "chunks": [int(n) for n in dset.chunks] if dset.chunks else None,
             "filters": filters,
@@ -583,7 +584,7 @@ class LoomStore:
                 raise LoomKeyError(msg)
             dset = h5[path]
         try:
-            values = fmt.decode_values(self._read_whole(dset), dset.dtype)
+            values = strings.decode_values(self._read_whole(dset), dset.dtype)
         except Exception as e:
             msg = f"Cannot read {_KIND[axis]} attribute {name!r} ({path}): {e}"
             raise LoomFormatError(msg) from e
@@ -594,7 +595,7 @@ class LoomStore:
         self.require_writable(f"write {_KIND[axis]} attribute {name!r}")
         self.changes.record(META)
         path = fmt.attr_path(axis, name)
-        data, dtype = fmt.encode_for_file(values, legacy=self.legacy)
+        data, dtype = strings.encode_for_file(values, legacy=self.legacy)
         self._replace_dataset(path, data=data, dtype=dtype, **fmt.attr_dataset_options(values))
         self.touch(path)
         self.changes.record(META)
@@ -735,19 +736,19 @@ class LoomStore:
             with damaged(f"{fmt.GLOBALS_GROUP}/{name}"):
                 dset = group[name]
                 raw, dtype = dset[()], dset.dtype
-        return fmt.decode_values(raw, dtype)
+        return strings.decode_values(raw, dtype)
 
     @atomic
     def write_global(self, name: str, value: np.ndarray[Any, Any]) -> None:
         h5 = self.require_writable(f"write global attribute {name!r}")
         self.changes.record(META)
-        data, dtype = fmt.encode_for_file(value, legacy=self.legacy)
+        data, dtype = strings.encode_for_file(value, legacy=self.legacy)
         if self.legacy:
             h5.attrs.create(name, data, dtype=dtype)
             h5.attrs[fmt.TIMESTAMP_ATTR] = fmt.timestamp()
             self.changes.record(META)
         else:
-            if data.ndim == 0 and dtype is fmt.UTF8:
+            if data.ndim == 0 and dtype is strings.UTF8:
                 data = data.item()
             self._replace_dataset(f"{fmt.GLOBALS_GROUP}/{name}", data=data, dtype=dtype)
             self.touch(fmt.GLOBALS_GROUP)
@@ -775,8 +776,8 @@ class LoomStore:
         """Lay out an empty spec-3 Loom file."""
         for group in fmt.REQUIRED_GROUPS:
             h5.require_group(group)
-        h5[fmt.GLOBALS_GROUP].create_dataset(fmt.SPEC_VERSION_NAME, data=fmt.SPEC_VERSION, dtype=fmt.UTF8)
-        h5[fmt.GLOBALS_GROUP].create_dataset("CreationDate", data=fmt.timestamp(), dtype=fmt.UTF8)
+        h5[fmt.GLOBALS_GROUP].create_dataset(fmt.SPEC_VERSION_NAME, data=fmt.SPEC_VERSION, dtype=strings.UTF8)
+        h5[fmt.GLOBALS_GROUP].create_dataset("CreationDate", data=fmt.timestamp(), dtype=strings.UTF8)
         h5.attrs[fmt.TIMESTAMP_ATTR] = fmt.timestamp()
 
 
