@@ -56,7 +56,11 @@ def open_h5(path: str, mode: str) -> h5py.File:
         raise _open_error(path, mode, e) from e
 
 
-def open_journaled(path: str, durability: Durability = "full") -> tuple[h5py.File, JournaledFile]:
+# An HDF5 file open for writing and the rollback journal it writes through (see open_journaled).
+Writable = tuple[h5py.File, JournaledFile]
+
+
+def open_journaled(path: str, durability: Durability = "full") -> Writable:
     """Open an HDF5 file for writing through a rollback journal (see ``_journal``); the caller has
     undone any write a dead process left half done (``recover``)."""
     _check_file(path)
@@ -169,9 +173,9 @@ class LoomStore:
         self._layouts: dict[str, tuple[int, ChunkLayout | None]] = {}
         self._small_reads: dict[str, int] = {}  # chunks read through h5py so far, per layer
         # A read-only store that becomes writable at the first write (allow_writes)
-        self._reopen: Callable[[], tuple[h5py.File, JournaledFile]] | None = None
+        self._reopen: Callable[[], Writable] | None = None
 
-    def allow_writes(self, reopen: Callable[[], tuple[h5py.File, JournaledFile]]) -> None:
+    def allow_writes(self, reopen: Callable[[], Writable]) -> None:
         """Let this read-only store be written: the first write (or transaction) closes the file
         and takes it back from ``reopen`` (open for writing through a journal, with the lock)."""
         self._reopen = reopen
@@ -770,6 +774,12 @@ class LoomStore:
         self.changes.record(META)
 
     # --- creation ---------------------------------------------------------------------------------------
+
+    @staticmethod
+    def create_empty(path: str) -> None:
+        """Write an empty spec-3 Loom file at ``path`` (replacing what is there) and close it."""
+        with h5py.File(path, "w") as h5:
+            LoomStore.initialize(h5)
 
     @staticmethod
     def initialize(h5: h5py.File) -> None:
