@@ -10,7 +10,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, overload
 
 import h5py
 import numpy as np
@@ -36,6 +36,7 @@ from .._selection import AxisSelection
 from . import strings
 from .changes import LAYERS, META, ChangeLog, layer_key
 from .journal import Durability, JournaledFile, interrupts_deferred
+from .writer import LayerWriter
 
 if TYPE_CHECKING:
     from .remote import RemoteFile
@@ -137,6 +138,14 @@ def atomic(method: F) -> F:
 
     wrapper.__name__, wrapper.__doc__ = method.__name__, method.__doc__
     return wrapper  # type: ignore[return-value]
+
+
+class LayerInfo(NamedTuple):
+    """What a layer is, without its values (``LoomStore.layer_info``)."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    chunks: tuple[int, ...] | None  # None: not chunked (written by another tool)
 
 
 # Indexing a layer costs about 1/50 of reading one chunk through h5py per chunk of the layer.
@@ -403,6 +412,16 @@ class LoomStore:
                 raise LoomKeyError(msg)
             return h5[path]
 
+    def layer_info(self, name: str) -> LayerInfo:
+        """The layer's shape, dtype and chunk shape."""
+        dset = self.layer(name)
+        chunks = dset.chunks
+        return LayerInfo(
+            tuple(int(n) for n in dset.shape),
+            np.dtype(dset.dtype),
+            None if chunks is None else tuple(int(n) for n in chunks),
+        )
+
     def read_layer(
         self,
         name: str,
@@ -510,13 +529,30 @@ class LoomStore:
         )
         return self._layout(name, dset, *every)
 
-    @atomic
-    def create_layer(self, name: str, shape: tuple[int, int], dtype: np.dtype[Any], fill: Any = None) -> None:
-        """Create (or replace) a layer. ``fill(dset)`` writes its content; zeros if None.
+    def create_layer(
+        self,
+        name: str,
+        shape: tuple[int, int],
+        dtype: np.dtype[Any],
+        fill: Callable[[LayerWriter], None] | None = None,
+    ) -> None:
+        """Create (or replace) a layer. ``fill(writer)`` writes its content through a
+        :class:`LayerWriter` (in bands, as they come); zeros if None.
 
         The new data is written under a temporary name and moved into place only when complete,
         so a failure leaves any previous layer of that name intact.
         """
+        self._create_layer(name, shape, dtype, None if fill is None else lambda dset: fill(LayerWriter(dset)))
+
+    @atomic
+    def _create_layer(
+        self,
+        name: str,
+        shape: tuple[int, int],
+        dtype: np.dtype[Any],
+        fill: Callable[[h5py.Dataset], None] | None,
+    ) -> None:
+        """``create_layer``, with ``fill(dset)`` writing the new HDF5 dataset itself."""
         h5 = self.require_writable(f"create layer {name!r}")
         path = fmt.layer_path(name)
         parent = self._group(path.rsplit("/", 1)[0] or "/")
@@ -566,7 +602,7 @@ class LoomStore:
                 for lo in range(0, old.shape[0], step):
                     new[lo : lo + step, : old.shape[1]] = old[lo : lo + step, :]
 
-            self.create_layer(name, (dset.shape[0], n_cols), dset.dtype, fill=copy)
+            self._create_layer(name, (dset.shape[0], n_cols), dset.dtype, fill=copy)
         self.changes.record(LAYERS)
 
     # --- row and column attributes -------------------------------------------------------------------

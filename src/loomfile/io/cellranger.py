@@ -39,9 +39,9 @@ import scipy.sparse as sparse
 
 from .. import _progress
 from .._core.connection import new
-from .._engine import write as _chunkwrite
 from .._errors import LoomFormatError, LoomNotFoundError, LoomValueError
 from .._format import spec as fmt
+from .._store.writer import LayerWriter
 from ._text import read_lines, require
 from .matrix_market import matrix_market_columns, read_header, read_matrix_market
 
@@ -330,10 +330,10 @@ class ColumnBands:
 
     Use it as a context manager: leaving it writes what remains and waits for the writes."""
 
-    def __init__(self, dset: h5py.Dataset, keep: np.ndarray | None) -> None:
-        self.dset, self.keep = dset, keep
-        n_rows, chunk_cols = dset.shape[0], dset.chunks[1]
-        self.width = max(1, BAND_BYTES // (n_rows * dset.dtype.itemsize * chunk_cols)) * chunk_cols
+    def __init__(self, layer: LayerWriter, keep: np.ndarray | None) -> None:
+        self.layer, self.keep = layer, keep
+        n_rows, chunk_cols = layer.shape[0], layer.chunks[1]
+        self.width = max(1, BAND_BYTES // (n_rows * layer.dtype.itemsize * chunk_cols)) * chunk_cols
         # the output column of each input column (and of the end)
         self.output = None if keep is None else np.concatenate([[0], np.cumsum(keep)])
         self.gathered: list[sparse.csc_matrix] = []
@@ -370,7 +370,7 @@ class ColumnBands:
 
     def _write(self, col: int, band: sparse.csc_matrix) -> None:
         self._wait()
-        self.writing = self.writer.submit(lambda: _chunkwrite.write(self.dset, 0, col, band.toarray()))
+        self.writing = self.writer.submit(lambda: self.layer.write(0, col, band.toarray()))
 
     def _wait(self) -> None:
         if self.writing is not None:
@@ -526,8 +526,8 @@ def create_from_cellranger(
         msg = f"'{counts.where}' gives a matrix of shape {shape}; Loom needs at least one row and one column"
         raise LoomValueError(msg)
 
-    def fill(dset: h5py.Dataset) -> None:
-        with ColumnBands(dset, keep) as bands:
+    def fill(layer: LayerWriter) -> None:
+        with ColumnBands(layer, keep) as bands:
             for first, piece in counts.pieces():
                 bands.put(first, piece if rows is None else piece[rows])
 
