@@ -102,12 +102,12 @@ class LoomLayer:
 
     @property
     def shape(self) -> tuple[int, int]:
-        s = self._dataset().shape
-        return (int(s[0]), int(s[1]))
+        s = self._store.layer_shape(self.name)
+        return (s[0], s[1])
 
     @property
     def dtype(self) -> np.dtype[Any]:
-        return np.dtype(self._dataset().dtype)
+        return self._store.layer_dtype(self.name)
 
     def _what(self) -> str:
         return "the main matrix" if self.name == "" else f"layer {self.name!r}"
@@ -402,7 +402,7 @@ class LayerManager(NamedMapping[Any]):
                 assert self._store is not None
                 out = None
                 if buffers is not None:
-                    out = buffers.get(name, (rows.size, cols.size), self._store.layer_info(name).dtype)
+                    out = buffers.get(name, (rows.size, cols.size), self._store.layer_dtype(name))
                 block = self._store.read_layer(name, rows, cols, out=out)
             selected[name] = MemoryLoomLayer(name, block)
         return LayerManager.in_memory(selected, (rows.size, cols.size))

@@ -412,6 +412,13 @@ class LoomStore:
                 raise LoomKeyError(msg)
             return h5[path]
 
+    def layer_shape(self, name: str) -> tuple[int, ...]:
+        """The layer's shape (``layer_info`` costs more: it asks HDF5 for the dtype and chunks too)."""
+        return tuple(int(n) for n in self.layer(name).shape)
+
+    def layer_dtype(self, name: str) -> np.dtype[Any]:
+        return np.dtype(self.layer(name).dtype)
+
     def layer_info(self, name: str) -> LayerInfo:
         """The layer's shape, dtype and chunk shape."""
         dset = self.layer(name)
