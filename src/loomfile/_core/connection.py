@@ -14,7 +14,6 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
-import h5py
 import numpy as np
 import scipy.sparse as sparse
 
@@ -26,7 +25,7 @@ from .._selection import check_ordering
 from .._store import opening as _opening
 from .._store import remote as _remote
 from .._store.journal import Durability, durability_of, locking_disabled, recover, replace
-from .._store.store import LoomStore, open_h5, open_journaled
+from .._store.store import LoomStore, Writable, open_h5, open_journaled
 from .._warn import warn_caller
 from .attributes import AttributeManager, GlobalAttributeManager
 from .graphs import GraphManager
@@ -268,7 +267,7 @@ class Connection:
 # --- opening and creating ------------------------------------------------------------------------------
 
 
-def _reopen_for_writing(filename: str, level: Durability) -> tuple[h5py.File, Any]:
+def _reopen_for_writing(filename: str, level: Durability) -> Writable:
     """The file reopened through a rollback journal, with the write lock (a connection opened
     without a mode, at its first write)."""
     recover(filename)
@@ -359,8 +358,7 @@ def new(
         fmt.normalize_values(value, f"Global attribute {name!r}", allow_scalar=True)
     tmp = _temp_path(target)
     try:
-        with h5py.File(tmp, "w") as h5:
-            LoomStore.initialize(h5)
+        LoomStore.create_empty(tmp)
         ds = cls._to_new_file(tmp)
         for name, value in attrs.items():
             ds.attrs[name] = value

@@ -11,8 +11,6 @@ import scipy.sparse as sparse
 from .. import _progress
 from .._engine import matrix as _matrix_io
 from .._engine import reduce as _reduce
-from .._engine import stored as _hdf5chunks
-from .._engine import write as _chunkwrite
 from .._engine.read import Job, Tiles, ahead, ordered
 from .._engine.sparse import build_coo
 from .._engine.stored import StoredColumns
@@ -28,10 +26,9 @@ from .mapping import NamedMapping
 T = TypeVar("T")
 
 if TYPE_CHECKING:
-    import h5py
-
     from .._engine.memory import Recycler
-    from .._store.store import LoomStore
+    from .._store.store import LayerInfo, LoomStore
+    from .._store.writer import LayerWriter
 
 
 def _shape_values(
@@ -100,17 +97,18 @@ class LoomLayer:
         self._store = store
         self.name = name
 
-    def _dataset(self) -> h5py.Dataset:
-        return self._store.layer(self.name)
+    def _dataset(self) -> LayerInfo:
+        """The layer's shape, dtype and chunk shape (the store holds the dataset itself)."""
+        return self._store.layer_info(self.name)
 
     @property
     def shape(self) -> tuple[int, int]:
-        s = self._dataset().shape
-        return (int(s[0]), int(s[1]))
+        s = self._store.layer_shape(self.name)
+        return (s[0], s[1])
 
     @property
     def dtype(self) -> np.dtype[Any]:
-        return np.dtype(self._dataset().dtype)
+        return self._store.layer_dtype(self.name)
 
     def _what(self) -> str:
         return "the main matrix" if self.name == "" else f"layer {self.name!r}"
@@ -403,7 +401,7 @@ class LayerManager(NamedMapping[Any]):
                 assert self._store is not None
                 out = None
                 if buffers is not None:
-                    out = buffers.get(name, (rows.size, cols.size), self._store.layer(name).dtype)
+                    out = buffers.get(name, (rows.size, cols.size), self._store.layer_dtype(name))
                 block = self._store.read_layer(name, rows, cols, out=out)
             selected[name] = MemoryLoomLayer(name, block)
         return LayerManager.in_memory(selected, (rows.size, cols.size))
@@ -515,17 +513,17 @@ def write_new_layer(store: LoomStore, name: str, value: Any) -> None:
     if not (isinstance(value, np.ndarray | LoomLayer | MemoryLoomLayer | StoredColumns) or sparse.issparse(value)):
         value = fmt.dense_array(value, "The main matrix" if name == "" else f"Layer {name!r}")  # nested lists
 
-    def fill(dset: h5py.Dataset) -> None:
+    def fill(writer: LayerWriter) -> None:
         layout = value._store.chunk_layout(value.name) if isinstance(value, LoomLayer) else None
-        if layout is None or not _hdf5chunks.can_copy(layout, dset):
-            _chunkwrite.write_matrix(dset, value)
+        if layout is None or not writer.can_copy(layout):
+            writer.write_matrix(value)
             return
         # Another layer stored the same way: its chunks are copied as they are, except a partial
         # last chunk column (its padding must hold the fill value once the layer grows).
         whole = shape[1] // layout.chunks[1] * layout.chunks[1]
         if whole:
-            _hdf5chunks.copy_chunks(StoredColumns(layout, 0, whole), dset, 0)
+            writer.copy_columns(StoredColumns(layout, 0, whole), 0)
         if whole < shape[1]:
-            _chunkwrite.write(dset, 0, whole, value[:, whole:])
+            writer.write(0, whole, value[:, whole:])
 
     store.create_layer(name, shape, dtype, fill=fill)

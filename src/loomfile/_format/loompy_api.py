@@ -12,7 +12,6 @@ import inspect
 import logging
 from typing import Any
 
-import h5py
 import numpy as np
 import scipy.sparse as sparse
 
@@ -28,8 +27,8 @@ def deprecated(message: str) -> None:
     logger.warning("%s (at %s, line %d)", message, caller.filename, caller.lineno)
 
 
-def get_loom_spec_version(f: h5py.File) -> str:
-    """The LOOM_SPEC_VERSION of an open h5py file, as text ("0.0.0" when it has none).
+def get_loom_spec_version(f: Any) -> str:
+    """The LOOM_SPEC_VERSION of ``f``, an open h5py.File, as text ("0.0.0" when it has none).
 
     As in loompy, a version on the root group takes precedence over one in ``/attrs``.
     """
@@ -43,8 +42,9 @@ def get_loom_spec_version(f: h5py.File) -> str:
     return str(version)
 
 
-def compare_loom_spec_version(f: h5py.File, v: str) -> int:
-    """-1, 0 or 1 as the file's spec version is older than, equal to or newer than ``v``.
+def compare_loom_spec_version(f: Any, v: str) -> int:
+    """-1, 0 or 1 as the spec version of ``f`` (an open h5py.File) is older than, equal to or newer
+    than ``v``.
 
     Versions are compared part by part (loompy concatenated the digits, so "3.10.0" came before
     "3.9.0").
@@ -93,13 +93,13 @@ def materialize_attr_values(a: Any) -> Any:
     references from spec-2 files decoded), text as an object array of ``str``; numbers unchanged.
     A scalar gives a scalar."""
     if isinstance(a, bytes | np.bytes_ | str):
-        return fmt.decode_scalar_string(a, None)
+        return fmt.decode_text(a)
     if not isinstance(a, np.ndarray):
         return a
     if a.dtype.kind in "SUO":
         out = np.empty(a.shape, dtype=object)
         out.ravel()[:] = [
-            fmt.decode_scalar_string(v, None) if isinstance(v, bytes | np.bytes_ | str) else v
+            fmt.decode_text(v) if isinstance(v, bytes | np.bytes_ | str) else v
             for v in a.ravel().tolist()
         ]
         return out

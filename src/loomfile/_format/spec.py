@@ -1,7 +1,8 @@
 """The Loom layout: paths, spec versions, dtype rules, string coding, timestamps.
 
 This is the only module that knows how a Loom file is laid out in HDF5. Everything else asks it for
-paths and for the encoded/decoded form of values.
+paths and for the encoded/decoded form of values. It imports neither h5py nor any other layer of
+loomfile: the rules that depend on how HDF5 declares a string (its dtype) are in ``_store.strings``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import numbers
 import re
 from typing import Any, Literal
 
-import h5py
 import numpy as np
 import numpy.typing as npt
 
@@ -51,8 +51,6 @@ CHUNK_EDGE = 64
 COMPRESSION = "gzip"
 COMPRESSION_LEVEL = 2
 AXIS_NAMES = ("row", "column")
-
-UTF8 = h5py.string_dtype("utf-8")
 
 
 # --- paths ---------------------------------------------------------------------------------------
@@ -247,47 +245,12 @@ def decode_bytes(raw: bytes) -> str:
         return raw.decode("utf-8", "surrogateescape")
 
 
-def _is_ascii_declared(dtype: np.dtype[Any]) -> bool:
-    info = h5py.check_string_dtype(dtype)
-    return info is not None and info.encoding == "ascii"
-
-
-def decode_string_array(raw: np.ndarray[Any, Any], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
-    """Decode a string dataset's values into an object array of ``str``.
-
-    Strings declared ASCII (spec 2 fixed-length, loomR variable-length) may carry XML character
-    references; strings declared UTF-8 are taken as they are.
-    """
-    flat = raw.ravel().tolist()
-    # (decode_bytes, inlined: the same text for valid UTF-8, and the same escapes for the rest)
-    texts = [v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v) for v in flat]
-    if _is_ascii_declared(dtype):
-        texts = [unescape_char_refs(t) if "&#" in t else t for t in texts]
-    out = np.empty(len(texts), dtype=object)
-    out[:] = texts
-    return out.reshape(raw.shape)
-
-
-def decode_scalar_string(value: object, dtype: np.dtype[Any] | None) -> str:
+def decode_text(value: object) -> str:
+    """Text read from a file whose string dtype is not known (loompy's ``materialize_attr_values``):
+    bytes decoded as UTF-8 (see :func:`decode_bytes`), then any XML character references spec-2
+    files hold (see :func:`unescape_char_refs`)."""
     text = decode_bytes(bytes(value)) if isinstance(value, bytes | np.bytes_) else str(value)
-    if dtype is None or dtype.kind == "S" or _is_ascii_declared(dtype):
-        return unescape_char_refs(text)
-    return text
-
-
-def is_string_dtype(dtype: np.dtype[Any]) -> bool:
-    return dtype.kind in "SU" or h5py.check_string_dtype(dtype) is not None
-
-
-def decode_values(raw: Any, dtype: np.dtype[Any]) -> Any:
-    """Values read from a dataset or HDF5 attribute, in the form users get them."""
-    if isinstance(raw, np.ndarray):
-        if is_string_dtype(dtype) or (raw.dtype.kind == "O" and raw.size and isinstance(raw.flat[0], bytes)):
-            return decode_string_array(raw, dtype)
-        return raw
-    if isinstance(raw, bytes | np.bytes_ | str):
-        return decode_scalar_string(raw, dtype)
-    return raw
+    return unescape_char_refs(text)
 
 
 # --- attribute values ------------------------------------------------------------------------------
@@ -469,17 +432,6 @@ def normalize_values(values: Any, what: str, *, allow_scalar: bool = False) -> n
         return arr
     msg = f"{what} has dtype {arr.dtype}; Loom attributes hold integers, floats or strings"
     raise LoomValueError(msg)
-
-
-def encode_for_file(values: np.ndarray[Any, Any], *, legacy: bool) -> tuple[Any, Any]:
-    """(data, h5py dtype) to store normalized values; strings as UTF-8, or escaped ASCII if legacy."""
-    if values.dtype.kind != "O":
-        return values, values.dtype
-    if legacy:
-        flat = [escape_legacy(v) for v in values.ravel()]
-        encoded = np.array(flat, dtype=bytes).reshape(values.shape) if flat else np.zeros(values.shape, "S1")
-        return encoded, encoded.dtype
-    return values, UTF8
 
 
 def escape_html(text: object) -> str:

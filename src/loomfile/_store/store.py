@@ -10,7 +10,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, overload
 
 import h5py
 import numpy as np
@@ -33,8 +33,10 @@ from .._errors import (
 )
 from .._format import spec as fmt
 from .._selection import AxisSelection
+from . import strings
 from .changes import LAYERS, META, ChangeLog, layer_key
 from .journal import Durability, JournaledFile, interrupts_deferred
+from .writer import LayerWriter
 
 if TYPE_CHECKING:
     from .remote import RemoteFile
@@ -55,7 +57,11 @@ def open_h5(path: str, mode: str) -> h5py.File:
         raise _open_error(path, mode, e) from e
 
 
-def open_journaled(path: str, durability: Durability = "full") -> tuple[h5py.File, JournaledFile]:
+# An HDF5 file open for writing and the rollback journal it writes through (see open_journaled).
+Writable = tuple[h5py.File, JournaledFile]
+
+
+def open_journaled(path: str, durability: Durability = "full") -> Writable:
     """Open an HDF5 file for writing through a rollback journal (see ``_journal``); the caller has
     undone any write a dead process left half done (``recover``)."""
     _check_file(path)
@@ -134,6 +140,14 @@ def atomic(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class LayerInfo(NamedTuple):
+    """What a layer is, without its values (``LoomStore.layer_info``)."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    chunks: tuple[int, ...] | None  # None: not chunked (written by another tool)
+
+
 # Indexing a layer costs about 1/50 of reading one chunk through h5py per chunk of the layer.
 INDEX_COST_RATIO = 50
 # Whole attributes with fewer chunks are read by h5py (indexing them would cost more than it saves).
@@ -168,9 +182,9 @@ class LoomStore:
         self._layouts: dict[str, tuple[int, ChunkLayout | None]] = {}
         self._small_reads: dict[str, int] = {}  # chunks read through h5py so far, per layer
         # A read-only store that becomes writable at the first write (allow_writes)
-        self._reopen: Callable[[], tuple[h5py.File, JournaledFile]] | None = None
+        self._reopen: Callable[[], Writable] | None = None
 
-    def allow_writes(self, reopen: Callable[[], tuple[h5py.File, JournaledFile]]) -> None:
+    def allow_writes(self, reopen: Callable[[], Writable]) -> None:
         """Let this read-only store be written: the first write (or transaction) closes the file
         and takes it back from ``reopen`` (open for writing through a journal, with the lock)."""
         self._reopen = reopen
@@ -351,7 +365,7 @@ class LoomStore:
         value = h5[path or "/"].attrs.get(fmt.TIMESTAMP_ATTR)
         if value is None:
             return None
-        return fmt.decode_scalar_string(value, None) if not isinstance(value, str) else value
+        return fmt.decode_text(value) if not isinstance(value, str) else value
 
     def _group(self, path: str) -> h5py.Group:
         h5 = self.h5
@@ -369,7 +383,7 @@ class LoomStore:
         ]
         dtype = np.dtype(dset.dtype)
         return {
-            "dtype": "string" if fmt.is_string_dtype(dtype) else str(dtype),
+            "dtype": "string" if strings.is_string_dtype(dtype) else str(dtype),
             "shape": [int(n) for n in dset.shape],
             "chunks": [int(n) for n in dset.chunks] if dset.chunks else None,
             "filters": filters,
@@ -397,6 +411,23 @@ class LoomStore:
                 msg = f"The file has no {what}"
                 raise LoomKeyError(msg)
             return h5[path]
+
+    def layer_shape(self, name: str) -> tuple[int, ...]:
+        """The layer's shape (``layer_info`` costs more: it asks HDF5 for the dtype and chunks too)."""
+        return tuple(int(n) for n in self.layer(name).shape)
+
+    def layer_dtype(self, name: str) -> np.dtype[Any]:
+        return np.dtype(self.layer(name).dtype)
+
+    def layer_info(self, name: str) -> LayerInfo:
+        """The layer's shape, dtype and chunk shape."""
+        dset = self.layer(name)
+        chunks = dset.chunks
+        return LayerInfo(
+            tuple(int(n) for n in dset.shape),
+            np.dtype(dset.dtype),
+            None if chunks is None else tuple(int(n) for n in chunks),
+        )
 
     def read_layer(
         self,
@@ -505,13 +536,30 @@ class LoomStore:
         )
         return self._layout(name, dset, *every)
 
-    @atomic
-    def create_layer(self, name: str, shape: tuple[int, int], dtype: np.dtype[Any], fill: Any = None) -> None:
-        """Create (or replace) a layer. ``fill(dset)`` writes its content; zeros if None.
+    def create_layer(
+        self,
+        name: str,
+        shape: tuple[int, int],
+        dtype: np.dtype[Any],
+        fill: Callable[[LayerWriter], None] | None = None,
+    ) -> None:
+        """Create (or replace) a layer. ``fill(writer)`` writes its content through a
+        :class:`LayerWriter` (in bands, as they come); zeros if None.
 
         The new data is written under a temporary name and moved into place only when complete,
         so a failure leaves any previous layer of that name intact.
         """
+        self._create_layer(name, shape, dtype, None if fill is None else lambda dset: fill(LayerWriter(dset)))
+
+    @atomic
+    def _create_layer(
+        self,
+        name: str,
+        shape: tuple[int, int],
+        dtype: np.dtype[Any],
+        fill: Callable[[h5py.Dataset], None] | None,
+    ) -> None:
+        """``create_layer``, with ``fill(dset)`` writing the new HDF5 dataset itself."""
         h5 = self.require_writable(f"create layer {name!r}")
         path = fmt.layer_path(name)
         parent = self._group(path.rsplit("/", 1)[0] or "/")
@@ -561,7 +609,7 @@ class LoomStore:
                 for lo in range(0, old.shape[0], step):
                     new[lo : lo + step, : old.shape[1]] = old[lo : lo + step, :]
 
-            self.create_layer(name, (dset.shape[0], n_cols), dset.dtype, fill=copy)
+            self._create_layer(name, (dset.shape[0], n_cols), dset.dtype, fill=copy)
         self.changes.record(LAYERS)
 
     # --- row and column attributes -------------------------------------------------------------------
@@ -583,7 +631,7 @@ class LoomStore:
                 raise LoomKeyError(msg)
             dset = h5[path]
         try:
-            values = fmt.decode_values(self._read_whole(dset), dset.dtype)
+            values = strings.decode_values(self._read_whole(dset), dset.dtype)
         except Exception as e:
             msg = f"Cannot read {_KIND[axis]} attribute {name!r} ({path}): {e}"
             raise LoomFormatError(msg) from e
@@ -594,7 +642,7 @@ class LoomStore:
         self.require_writable(f"write {_KIND[axis]} attribute {name!r}")
         self.changes.record(META)
         path = fmt.attr_path(axis, name)
-        data, dtype = fmt.encode_for_file(values, legacy=self.legacy)
+        data, dtype = strings.encode_for_file(values, legacy=self.legacy)
         self._replace_dataset(path, data=data, dtype=dtype, **fmt.attr_dataset_options(values))
         self.touch(path)
         self.changes.record(META)
@@ -735,19 +783,19 @@ class LoomStore:
             with damaged(f"{fmt.GLOBALS_GROUP}/{name}"):
                 dset = group[name]
                 raw, dtype = dset[()], dset.dtype
-        return fmt.decode_values(raw, dtype)
+        return strings.decode_values(raw, dtype)
 
     @atomic
     def write_global(self, name: str, value: np.ndarray[Any, Any]) -> None:
         h5 = self.require_writable(f"write global attribute {name!r}")
         self.changes.record(META)
-        data, dtype = fmt.encode_for_file(value, legacy=self.legacy)
+        data, dtype = strings.encode_for_file(value, legacy=self.legacy)
         if self.legacy:
             h5.attrs.create(name, data, dtype=dtype)
             h5.attrs[fmt.TIMESTAMP_ATTR] = fmt.timestamp()
             self.changes.record(META)
         else:
-            if data.ndim == 0 and dtype is fmt.UTF8:
+            if data.ndim == 0 and dtype is strings.UTF8:
                 data = data.item()
             self._replace_dataset(f"{fmt.GLOBALS_GROUP}/{name}", data=data, dtype=dtype)
             self.touch(fmt.GLOBALS_GROUP)
@@ -771,12 +819,18 @@ class LoomStore:
     # --- creation ---------------------------------------------------------------------------------------
 
     @staticmethod
+    def create_empty(path: str) -> None:
+        """Write an empty spec-3 Loom file at ``path`` (replacing what is there) and close it."""
+        with h5py.File(path, "w") as h5:
+            LoomStore.initialize(h5)
+
+    @staticmethod
     def initialize(h5: h5py.File) -> None:
         """Lay out an empty spec-3 Loom file."""
         for group in fmt.REQUIRED_GROUPS:
             h5.require_group(group)
-        h5[fmt.GLOBALS_GROUP].create_dataset(fmt.SPEC_VERSION_NAME, data=fmt.SPEC_VERSION, dtype=fmt.UTF8)
-        h5[fmt.GLOBALS_GROUP].create_dataset("CreationDate", data=fmt.timestamp(), dtype=fmt.UTF8)
+        h5[fmt.GLOBALS_GROUP].create_dataset(fmt.SPEC_VERSION_NAME, data=fmt.SPEC_VERSION, dtype=strings.UTF8)
+        h5[fmt.GLOBALS_GROUP].create_dataset("CreationDate", data=fmt.timestamp(), dtype=strings.UTF8)
         h5.attrs[fmt.TIMESTAMP_ATTR] = fmt.timestamp()
 
 

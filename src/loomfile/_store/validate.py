@@ -20,6 +20,7 @@ from .._engine.btree import chunk_records
 from .._engine.chunks import ChunkLayout, file_size, layout_of
 from .._errors import LoomError, LoomFormatError, LoomLockedError
 from .._format import spec as fmt
+from . import strings
 from .store import open_h5
 
 _VERTEX_KINDS = "iu"
@@ -183,7 +184,7 @@ class StructureValidator:
             dt = np.dtype(dset.dtype)
             if dt.kind == "V" and dt.names is not None:
                 self._warn(f"{word} attribute {name!r} has a compound dtype (read as a structured array)")
-            elif not (dt.kind in "iufb" or fmt.is_string_dtype(dt)):
+            elif not (dt.kind in "iufb" or strings.is_string_dtype(dt)):
                 self._warn(f"{word} attribute {name!r} has the unusual dtype {dt}")
 
     def _check_graphs(self, h5: h5py.File, axis: int) -> None:

@@ -11,6 +11,7 @@ Where the matrix comes from (``source="auto"``, the default), in this order:
 
 The same places are searched in a run's ``outs/`` folder given directly; a matrix folder
 (``filtered_feature_bc_matrix/``, a v2 genome folder) or a 10x HDF5 file may also be given itself.
+(The HDF5 files are read by ``_store.tenx``, as numpy arrays: h5py stays in the storage layer.)
 
 The folders come first because they are what loompy reads, so a folder holding both gives loompy's
 file; the HDF5 matrices (which loompy cannot read) are used when no folder is there, or when asked
@@ -33,15 +34,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import h5py
 import numpy as np
 import scipy.sparse as sparse
 
 from .. import _progress
 from .._core.connection import new
-from .._engine import write as _chunkwrite
 from .._errors import LoomFormatError, LoomNotFoundError, LoomValueError
 from .._format import spec as fmt
+from .._store import tenx
+from .._store.writer import LayerWriter
 from ._text import read_lines, require
 from .matrix_market import matrix_market_columns, read_header, read_matrix_market
 
@@ -70,14 +71,6 @@ class Counts:
     barcodes: np.ndarray
     genome: str | None
     features: dict[str, np.ndarray]  # the other per-feature fields (FeatureType, Genome, ...)
-
-
-def _first_genome(names: list[str], where: str) -> str:
-    genomes = sorted(name for name in names if not name.startswith("."))
-    if not genomes:
-        msg = f"No genome in '{where}'"
-        raise LoomNotFoundError(msg)
-    return genomes[0]
 
 
 def _strings(lines: list[str], field: int) -> np.ndarray:
@@ -126,111 +119,44 @@ def read_mtx_folder(folder: str, gz: bool, genome: str | None, progress: bool | 
     return Counts(path, matrix.shape, matrix.dtype, lambda: iter([(0, matrix)]), *ids, genome, extra)
 
 
-def _dataset(group: h5py.Group, name: str) -> h5py.Dataset:
-    if name not in group:
-        msg = f"'{group.file.filename}' is not a 10x HDF5 matrix: it has no '{group.name.rstrip('/')}/{name}'"
-        raise LoomFormatError(msg)
-    return group[name]
-
-
-def _h5_strings(group: h5py.Group, name: str) -> np.ndarray:
-    return np.array([value.strip() for value in _dataset(group, name).asstr()[()]], dtype=object)
-
-
 def read_10x_h5(path: str, genome: str | None = None, progress: bool | None = None) -> Counts:
     """A 10x HDF5 matrix: v3+ (``matrix/`` with ``features/``) or v2 (one group per genome, the
     first one unless ``genome`` names another). Counts are read as int64 (floats as float64), as
     the matrix-market reader gives them."""
-    with h5py.File(require(path, "10x HDF5 file"), "r") as f:
-        if "matrix" in f:
-            group = f["matrix"]
-            features = _dataset(group, "features")
-            ids, names = "id", "name"
-        else:
-            genome = genome or _first_genome([k for k in f if isinstance(f[k], h5py.Group)], path)
-            if genome not in f:
-                msg = f"'{path}' has no genome '{genome}'; it has {sorted(f)}"
-                raise LoomNotFoundError(msg)
-            group = features = f[genome]
-            ids, names = "genes", "gene_names"
-        shape, indptr = _h5_layout(path, group)
-        dtype = np.dtype(np.float64 if _dataset(group, "data").dtype.kind == "f" else np.int64)
-        group_name = group.name
-        return Counts(
-            path,
-            shape,
-            dtype,
-            lambda: _h5_pieces(path, group_name, shape[0], dtype, indptr, progress),
-            _h5_strings(features, ids),
-            _h5_strings(features, names),
-            _h5_strings(group, "barcodes"),
-            genome,
-            _h5_feature_fields(features, (ids, names)) if features is not group else {},
-        )
+    matrix = tenx.read_matrix(require(path, "10x HDF5 file"), genome)
+    dtype = np.dtype(np.float64 if matrix.data_dtype.kind == "f" else np.int64)
+    features = {
+        FEATURE_FIELDS.get(key, "".join(part.capitalize() for part in key.split("_"))): values
+        for key, values in matrix.fields.items()
+    }
+    return Counts(
+        path,
+        matrix.shape,
+        dtype,
+        lambda: _h5_pieces(path, matrix, dtype, progress),
+        matrix.ids,
+        matrix.names,
+        matrix.barcodes,
+        matrix.genome,
+        features,
+    )
 
 
 # 10x's per-feature fields (features/ in a v3+ .h5) as row attributes, named as Loom names them
+# (loompy keeps none of them)
 FEATURE_FIELDS = {"feature_type": "FeatureType", "genome": "Genome", "pattern": "Pattern", "read": "Read",
                   "sequence": "Sequence", "target_gene_id": "TargetGeneID", "target_gene_name": "TargetGeneName"}
 
 
-def _h5_feature_fields(features: h5py.Group, taken: tuple[str, str]) -> dict[str, np.ndarray]:
-    """Every per-feature field of a v3+ matrix besides the id and name: feature type, genome, and
-    the pattern/read/sequence of antibody and CRISPR captures (loompy keeps none of them)."""
-    n = features[taken[0]].shape[0]
-    fields = {}
-    for key, dset in features.items():
-        if key in taken or key.startswith("_") or not isinstance(dset, h5py.Dataset) or dset.shape != (n,):
-            continue
-        name = FEATURE_FIELDS.get(key, "".join(part.capitalize() for part in key.split("_")))
-        fields[name] = _h5_strings(features, key) if dset.dtype.kind in "SOU" else dset[()]
-    return fields
-
-
-def _h5_layout(path: str, group: h5py.Group) -> tuple[tuple[int, int], np.ndarray]:
-    """The shape and column pointers of a 10x group, checked against its datasets."""
-    shape = tuple(int(n) for n in _dataset(group, "shape")[()])
-    nnz = _dataset(group, "data").shape[0]
-    indptr = _dataset(group, "indptr")[()].astype(np.int64)
-    n_indices = _dataset(group, "indices").shape[0]
-    if (
-        len(shape) != 2
-        or indptr.shape != (shape[1] + 1,)
-        or n_indices != nnz
-        or indptr[0] != 0
-        or indptr[-1] != nnz
-        or (np.diff(indptr) < 0).any()
-    ):
-        msg = (
-            f"'{path}': the matrix in '{group.name}' is inconsistent (shape {shape}, {nnz} values, "
-            f"{n_indices} indices, {indptr.shape[0]} column pointers from {indptr[0]} to {indptr[-1]})"
-        )
-        raise LoomFormatError(msg)
-    return (shape[0], shape[1]), indptr
-
-
-def _h5_pieces(
-    path: str, group_name: str, n_rows: int, dtype: np.dtype[Any], indptr: np.ndarray, progress: bool | None
-) -> Pieces:
-    """The columns of a 10x group, about PIECE_ENTRIES nonzeros at a time, converted by HDF5 while
-    reading to the dtypes the matrix-market reader gives (int32 indices below 2**31 nonzeros)."""
-    index_dtype = np.int64 if indptr[-1] >= 2**31 else np.int32
-    n_cols = indptr.size - 1
-    with h5py.File(path, "r") as f, _progress.bar(n_cols, "importing", progress, "columns") as tick:
-        data, indices = f[group_name]["data"].astype(dtype), f[group_name]["indices"].astype(index_dtype)
-        first = 0
-        while first < n_cols:
-            stop = max(first + 1, int(np.searchsorted(indptr, indptr[first] + PIECE_ENTRIES, "right")) - 1)
-            stop = min(stop, n_cols)
-            lo, hi = int(indptr[first]), int(indptr[stop])
-            rows = indices[lo:hi]
-            if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
-                msg = f"'{path}': a row index of columns {first}..{stop - 1} is outside 0..{n_rows - 1}"
-                raise LoomFormatError(msg)
-            column_starts = (indptr[first : stop + 1] - lo).astype(index_dtype)
-            yield first, sparse.csc_matrix((data[lo:hi], rows, column_starts), shape=(n_rows, stop - first))
-            tick(stop - first)
-            first = stop
+def _h5_pieces(path: str, matrix: tenx.TenxMatrix, dtype: np.dtype[Any], progress: bool | None) -> Pieces:
+    """The columns of a 10x matrix, about PIECE_ENTRIES nonzeros at a time, in the dtypes the
+    matrix-market reader gives (int32 indices below 2**31 nonzeros)."""
+    n_rows, n_cols = matrix.shape
+    with _progress.bar(n_cols, "importing", progress, "columns") as tick:
+        for first, data, rows, column_starts in tenx.column_pieces(path, matrix, dtype, PIECE_ENTRIES):
+            width = column_starts.size - 1
+            yield first, sparse.csc_matrix((data, rows, column_starts), shape=(n_rows, width))
+            tick(width)
 
 
 MATRIX_FOLDERS = ("filtered_feature_bc_matrix", "filtered_gene_bc_matrices")
@@ -294,7 +220,7 @@ def _read(indir: str, genome: str | None, source: Source, progress: bool | None)
     for root in (os.path.join(indir, "outs"), indir):  # the run folder, or its outs/
         v2 = os.path.join(root, MATRIX_FOLDERS[1])
         if source != "h5" and os.path.isdir(v2):
-            genome = genome or _first_genome(os.listdir(v2), v2)
+            genome = genome or tenx.first_genome(os.listdir(v2), v2)
             return read_mtx_folder(os.path.join(v2, genome), False, genome, progress)
         if source != "h5" and os.path.isdir(os.path.join(root, MATRIX_FOLDERS[0])):
             return read_mtx_folder(os.path.join(root, MATRIX_FOLDERS[0]), True, genome, progress)
@@ -330,10 +256,10 @@ class ColumnBands:
 
     Use it as a context manager: leaving it writes what remains and waits for the writes."""
 
-    def __init__(self, dset: h5py.Dataset, keep: np.ndarray | None) -> None:
-        self.dset, self.keep = dset, keep
-        n_rows, chunk_cols = dset.shape[0], dset.chunks[1]
-        self.width = max(1, BAND_BYTES // (n_rows * dset.dtype.itemsize * chunk_cols)) * chunk_cols
+    def __init__(self, layer: LayerWriter, keep: np.ndarray | None) -> None:
+        self.layer, self.keep = layer, keep
+        n_rows, chunk_cols = layer.shape[0], layer.chunks[1]
+        self.width = max(1, BAND_BYTES // (n_rows * layer.dtype.itemsize * chunk_cols)) * chunk_cols
         # the output column of each input column (and of the end)
         self.output = None if keep is None else np.concatenate([[0], np.cumsum(keep)])
         self.gathered: list[sparse.csc_matrix] = []
@@ -370,7 +296,7 @@ class ColumnBands:
 
     def _write(self, col: int, band: sparse.csc_matrix) -> None:
         self._wait()
-        self.writing = self.writer.submit(lambda: _chunkwrite.write(self.dset, 0, col, band.toarray()))
+        self.writing = self.writer.submit(lambda: self.layer.write(0, col, band.toarray()))
 
     def _wait(self) -> None:
         if self.writing is not None:
@@ -526,8 +452,8 @@ def create_from_cellranger(
         msg = f"'{counts.where}' gives a matrix of shape {shape}; Loom needs at least one row and one column"
         raise LoomValueError(msg)
 
-    def fill(dset: h5py.Dataset) -> None:
-        with ColumnBands(dset, keep) as bands:
+    def fill(layer: LayerWriter) -> None:
+        with ColumnBands(layer, keep) as bands:
             for first, piece in counts.pieces():
                 bands.put(first, piece if rows is None else piece[rows])
 

@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import h5py
 import numpy as np
 
 from .. import _progress
 from .._core.connection import connect, new
-from .._engine import write as _chunkwrite
 from .._errors import LoomFormatError, LoomValueError
 from .._format import spec as fmt
+from .._store.writer import LayerWriter
 from ._text import lines_in_blocks, open_binary, read_lines, require
 
 log = logging.getLogger(__name__)
@@ -112,11 +111,11 @@ def _col_metadata(path: str, delim: str, cell_ids: list[str]) -> dict[str, np.nd
 class _Bands:
     """Rows gathered into bands of whole chunk rows, each written once all its rows have arrived."""
 
-    def __init__(self, dset: h5py.Dataset, targets: np.ndarray) -> None:
-        self.dset = dset
-        n_rows, n_cols = dset.shape
-        chunk = dset.chunks[0]
-        self.height = max(1, BAND_BYTES // max(1, n_cols * dset.dtype.itemsize) // chunk) * chunk
+    def __init__(self, layer: LayerWriter, targets: np.ndarray) -> None:
+        self.layer = layer
+        n_rows, n_cols = layer.shape
+        chunk = layer.chunks[0]
+        self.height = max(1, BAND_BYTES // max(1, n_cols * layer.dtype.itemsize) // chunk) * chunk
         placed = targets[targets >= 0]
         self.missing = np.bincount(placed // self.height, minlength=-(-n_rows // self.height))
         self.open: dict[int, np.ndarray] = {}
@@ -124,12 +123,12 @@ class _Bands:
     def put(self, row: int, values: np.ndarray) -> None:
         band, offset = divmod(row, self.height)
         if band not in self.open:
-            height = min(self.height, self.dset.shape[0] - band * self.height)
-            self.open[band] = np.zeros((height, self.dset.shape[1]), dtype=self.dset.dtype)
+            height = min(self.height, self.layer.shape[0] - band * self.height)
+            self.open[band] = np.zeros((height, self.layer.shape[1]), dtype=self.layer.dtype)
         self.open[band][offset] = values
         self.missing[band] -= 1
         if self.missing[band] == 0:
-            _chunkwrite.write(self.dset, band * self.height, 0, self.open.pop(band))
+            self.layer.write(band * self.height, 0, self.open.pop(band))
 
 
 def _parse(path: str, lines: list[tuple[int, bytes]], sep: bytes, n_cols: int) -> np.ndarray:
@@ -163,12 +162,14 @@ def _parse_line(path: str, number: int, rest: bytes, delim: str, n_cols: int) ->
     return row
 
 
-def _fill(path: str, delim: str, targets: np.ndarray, tick: _progress.Tick) -> Any:
-    """The ``fill(dset)`` that writes the values of every placed line into the main matrix."""
+def _fill(
+    path: str, delim: str, targets: np.ndarray, tick: _progress.Tick
+) -> Callable[[LayerWriter], None]:
+    """The ``fill(layer)`` that writes the values of every placed line into the main matrix."""
     sep = delim.encode("utf-8")
 
-    def fill(dset: h5py.Dataset) -> None:
-        bands = _Bands(dset, targets)
+    def fill(layer: LayerWriter) -> None:
+        bands = _Bands(layer, targets)
         what = "The main matrix"
         batch: list[tuple[int, bytes]] = []
         size, index = 0, 0
@@ -178,11 +179,11 @@ def _fill(path: str, delim: str, targets: np.ndarray, tick: _progress.Tick) -> A
             batch.append(item)
             size += len(item[1])
             if size >= BATCH_BYTES:
-                index = _place(bands, _parse(path, batch, sep, dset.shape[1]), targets, index, what)
+                index = _place(bands, _parse(path, batch, sep, layer.shape[1]), targets, index, what)
                 tick(len(batch))
                 batch, size = [], 0
         if batch:
-            _place(bands, _parse(path, batch, sep, dset.shape[1]), targets, index, what)
+            _place(bands, _parse(path, batch, sep, layer.shape[1]), targets, index, what)
             tick(len(batch))
 
     return fill
@@ -190,7 +191,7 @@ def _fill(path: str, delim: str, targets: np.ndarray, tick: _progress.Tick) -> A
 
 def _place(bands: _Bands, values: np.ndarray, targets: np.ndarray, index: int, what: str) -> int:
     """Put each parsed row where its gene goes; return the index of the next line."""
-    rows = fmt.cast_for_layer(values, bands.dset.dtype, what)
+    rows = fmt.cast_for_layer(values, bands.layer.dtype, what)
     for k in range(rows.shape[0]):
         if targets[index + k] >= 0:
             bands.put(int(targets[index + k]), rows[k])
