@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import LoomValueError
+from .._format import spec as fmt
 from .._selection import normalize_key, result_shape
 from .._store.opening import open_for_reading
 from .._store.store import LoomStore
@@ -50,8 +51,8 @@ def blocks_of(
     chunk rows or columns, ``block`` wide (see ``chunk_parts``)."""
     store = open_for_reading(path, storage_options, validate=True)
     try:
-        dset = store.layer(layer)
-        shape, dtype, chunks = (int(dset.shape[0]), int(dset.shape[1])), np.dtype(dset.dtype), dset.chunks or (64, 64)
+        info = store.layer_info(layer)
+        shape, dtype, chunks = (info.shape[0], info.shape[1]), info.dtype, fmt.work_chunks(info.chunks)
     finally:
         store.close()
     return shape, dtype, chunk_parts(shape[axis], int(chunks[axis]), shape[1 - axis], dtype.itemsize, block)

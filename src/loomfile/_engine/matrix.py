@@ -15,6 +15,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from .._format import spec as fmt
 from .._selection import AxisSelection, IntArray
 from . import read as _engine
 from . import write as _chunkwrite
@@ -122,7 +123,7 @@ def write(dset: h5py.Dataset, rows: AxisSelection, cols: AxisSelection, values: 
 def _blocks(
     dset: h5py.Dataset, ru: IntArray, cu: IntArray
 ) -> Iterator[tuple[tuple[int, int, IntArray], tuple[int, int, IntArray]]]:
-    chunk_rows, chunk_cols = dset.chunks or (64, 64)
+    chunk_rows, chunk_cols = fmt.work_chunks(dset.chunks)
     col_span = max(chunk_cols, BLOCK_ELEMENTS // max(1, chunk_rows))
     for r_run in _runs(ru, chunk_rows, chunk_rows):
         for c_run in _runs(cu, chunk_cols, col_span):

@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 import scipy.sparse as sparse
 
+from .._format import spec as fmt
 from . import read as _engine
 from .chunks import fill_of, filters_of
 from .codec import FILTER_DEFLATE, FILTER_SHUFFLE, IGZIP, LIBDEFLATE
@@ -165,7 +166,7 @@ def write_matrix(dset: h5py.Dataset, matrix: Any) -> None:
     band by band: the bands are densified (a CSR matrix by rows, anything else by columns) and
     compressed on the pool, so the whole matrix is never dense in memory."""
     encoder = Encoder.of(dset)
-    blocks = _bands(matrix, dset.chunks or (64, 64), GROUP_CHUNKS if encoder is None else 1)
+    blocks = _bands(matrix, fmt.work_chunks(dset.chunks), GROUP_CHUNKS if encoder is None else 1)
     if encoder is None:
         for r, c, values in blocks:
             block = values()

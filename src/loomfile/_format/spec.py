@@ -127,6 +127,12 @@ def parse_spec_version(raw: object) -> tuple[int, ...]:
     return tuple(int(p) for p in parts[:3])
 
 
+def work_chunks(chunks: tuple[int, ...] | None) -> tuple[int, int]:
+    """The chunk shape to read and write a layer in: its own, or CHUNK_EDGE square for a layer
+    stored contiguously (by another tool), which has none."""
+    return (int(chunks[0]), int(chunks[1])) if chunks else (CHUNK_EDGE, CHUNK_EDGE)
+
+
 def matrix_chunks(shape: tuple[int, int]) -> tuple[int, int]:
     """loompy's chunk shape: 64 x 64, clipped to the matrix (HDF5 needs non-zero chunk edges)."""
     return (max(1, min(CHUNK_EDGE, shape[0])), max(1, min(CHUNK_EDGE, shape[1])))

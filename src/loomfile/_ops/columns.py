@@ -13,7 +13,6 @@ import scipy.sparse as sparse
 from .. import _progress
 from .._engine import memory as _memory
 from .._engine import read as _engine
-from .._engine import stored as _hdf5chunks
 from .._engine.chunks import ChunkLayout
 from .._engine.stored import StoredColumns
 from .._errors import LoomValueError
@@ -190,8 +189,8 @@ def _write_columns(ds: Connection, blocks: Mapping[str, Any], at: int) -> None:
         if isinstance(matrix, LoomLayer | MemoryLoomLayer):
             matrix = matrix[:, :]
         what = "the main matrix" if name == "" else f"layer {name!r}"
-        dtype = np.dtype(store.layer(name).dtype)
-        chunk = (store.layer(name).chunks or (1, 1))[1]
+        info = store.layer_info(name)
+        dtype, chunk = info.dtype, (info.chunks or (1, 1))[1]
         for start, part in _column_parts(matrix, n_rows * dtype.itemsize, chunk, at):
             block = fmt.cast_for_layer(part, dtype, what)
             end = at + start + block.shape[1]
@@ -288,7 +287,7 @@ def add_loom(
             if ordering is None
             else AxisSelection(other.shape[0], ordering)
         )
-        chunk = (ds._store.layer("").chunks or (1, 1))[1]
+        chunk = (ds._store.layer_info("").chunks or (1, 1))[1]
         names = ds.layers.keys()
         per_column = other.shape[0] * sum(np.dtype(other.layers[k].dtype).itemsize for k in names)
         batch_size = min(batch_size, max(1, BAND_BYTES // max(1, per_column)))
@@ -358,7 +357,7 @@ def _copyable(ds: Connection, other: Connection, names: list[str]) -> dict[str, 
     out = {}
     for name in names:
         layout = other._store.chunk_layout(name)
-        if layout is not None and _hdf5chunks.can_copy(layout, ds._store.layer(name)):
+        if layout is not None and ds._store.can_copy(name, layout):
             out[name] = layout
     return out
 

@@ -296,7 +296,7 @@ def _copy_layers(
     ``at`` on, in bands that fill whole chunks of the output."""
     store, n_rows, n_cols = out._store, out.shape[0], out.shape[1]
     every_row = AxisSelection.full(n_rows)
-    chunk = (store.layer("").chunks or (1, 1))[1]
+    chunk = (store.layer_info("").chunks or (1, 1))[1]
     for band in aligned_bands(picked.size, at, 1024, chunk):
         cols = AxisSelection(ds.shape[1], picked[band])
         dst = AxisSelection.from_key(slice(at + band.start, at + band.stop), n_cols, 1)

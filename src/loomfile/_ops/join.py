@@ -170,7 +170,7 @@ def _place(
     where the file has no item), written as one block."""
     joined = 1 - axis
     n_joined = out.shape[joined]
-    chunk = (out._store.layer("").chunks or (1, 1))[axis]
+    chunk = (out._store.layer_info("").chunks or (1, 1))[axis]
     width = max(chunk, BAND_BYTES // max(1, n_joined * sum(d.itemsize for d in layers.values())) // chunk * chunk)
     source_kept = AxisSelection(ds.shape[joined], kept)
     everything = AxisSelection.full(n_joined)

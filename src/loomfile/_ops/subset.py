@@ -83,7 +83,7 @@ def _copy_selection(
     """Each layer's rows x cols into ``target`` (of that shape), band by band; runs of whole chunk
     columns copied as stored where every row is kept."""
     store, n_cols = target._store, cols.size
-    chunk = (store.layer("").chunks or (1, 1))[1]
+    chunk = (store.layer_info("").chunks or (1, 1))[1]
     per_column = rows.size * sum(np.dtype(ds.layers[k].dtype).itemsize for k in names)
     width = max(chunk, BAND_BYTES // max(1, per_column) // chunk * chunk)
     every_row = AxisSelection.full(rows.size)

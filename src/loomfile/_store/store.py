@@ -32,8 +32,10 @@ from .._errors import (
     LoomValueError,
 )
 from .._format import spec as fmt
+from .._format import versions
+from .._format.versions import SpecVersion
 from .._selection import AxisSelection
-from . import strings
+from . import elements, strings
 from .changes import LAYERS, META, ChangeLog, layer_key
 from .journal import Durability, JournaledFile, interrupts_deferred
 from .writer import LayerWriter
@@ -174,8 +176,9 @@ class LoomStore:
         self._source: Source | None = journal if journal is not None else remote
         self._depth = 0  # of nested transactions
         self.mode: str = h5.mode
-        # Spec-3 files keep global attributes in /attrs; older ones on the root group.
-        self.legacy = fmt.GLOBALS_GROUP not in h5
+        # The layout of the elements that differ between spec versions (global attributes, strings).
+        self.spec = versions.of_layout(fmt.GLOBALS_GROUP in h5)
+        self._globals = elements.globals_of(self.spec)
         # Every change is recorded before and after it is made (see _changes).
         self.changes = ChangeLog()
         # Chunk layouts of the layers read so far (None: read through h5py), with their generation.
@@ -340,7 +343,7 @@ class LoomStore:
     @property
     def spec_version(self) -> tuple[int, ...]:
         h5 = self.h5
-        if not self.legacy and fmt.SPEC_VERSION_NAME in h5[fmt.GLOBALS_GROUP]:
+        if self.spec.globals == "datasets" and fmt.SPEC_VERSION_NAME in h5[fmt.GLOBALS_GROUP]:
             return fmt.parse_spec_version(h5[fmt.GLOBALS_GROUP][fmt.SPEC_VERSION_NAME][()])
         if fmt.SPEC_VERSION_NAME in h5.attrs:
             return fmt.parse_spec_version(h5.attrs[fmt.SPEC_VERSION_NAME])
@@ -418,6 +421,11 @@ class LoomStore:
 
     def layer_dtype(self, name: str) -> np.dtype[Any]:
         return np.dtype(self.layer(name).dtype)
+
+    def can_copy(self, name: str, layout: ChunkLayout | None) -> bool:
+        """Whether chunks stored for ``layout`` (another file's) mean the same in layer ``name``,
+        and so can be copied into it as they are (see ``_engine.stored.can_copy``)."""
+        return _hdf5chunks.can_copy(layout, self.layer(name))
 
     def layer_info(self, name: str) -> LayerInfo:
         """The layer's shape, dtype and chunk shape."""
@@ -642,7 +650,7 @@ class LoomStore:
         self.require_writable(f"write {_KIND[axis]} attribute {name!r}")
         self.changes.record(META)
         path = fmt.attr_path(axis, name)
-        data, dtype = strings.encode_for_file(values, legacy=self.legacy)
+        data, dtype = elements.encode(values, self.spec)
         self._replace_dataset(path, data=data, dtype=dtype, **fmt.attr_dataset_options(values))
         self.touch(path)
         self.changes.record(META)
@@ -762,76 +770,42 @@ class LoomStore:
 
     @reads
     def global_names(self) -> list[str]:
-        h5 = self.h5
-        if self.legacy:
-            return [k for k in h5.attrs if k != fmt.TIMESTAMP_ATTR]
-        return list(h5[fmt.GLOBALS_GROUP].keys())
+        return self._globals.names(self.h5)
 
     def read_global(self, name: str) -> Any:
-        h5 = self.h5
-        if self.legacy:
-            if name not in h5.attrs:
-                msg = f"The file has no global attribute {name!r}"
-                raise LoomKeyError(msg)
-            raw = h5.attrs[name]
-            dtype = h5.attrs.get_id(name).dtype
-        else:
-            group = h5[fmt.GLOBALS_GROUP]
-            if name not in group:
-                msg = f"The file has no global attribute {name!r}"
-                raise LoomKeyError(msg)
-            with damaged(f"{fmt.GLOBALS_GROUP}/{name}"):
-                dset = group[name]
-                raw, dtype = dset[()], dset.dtype
+        if not self._globals.has(self.h5, name):
+            msg = f"The file has no global attribute {name!r}"
+            raise LoomKeyError(msg)
+        with damaged(self._globals.where(name)):
+            raw, dtype = self._globals.read(self.h5, name)
         return strings.decode_values(raw, dtype)
 
     @atomic
     def write_global(self, name: str, value: np.ndarray[Any, Any]) -> None:
-        h5 = self.require_writable(f"write global attribute {name!r}")
+        self.require_writable(f"write global attribute {name!r}")
         self.changes.record(META)
-        data, dtype = strings.encode_for_file(value, legacy=self.legacy)
-        if self.legacy:
-            h5.attrs.create(name, data, dtype=dtype)
-            h5.attrs[fmt.TIMESTAMP_ATTR] = fmt.timestamp()
-            self.changes.record(META)
-        else:
-            if data.ndim == 0 and dtype is strings.UTF8:
-                data = data.item()
-            self._replace_dataset(f"{fmt.GLOBALS_GROUP}/{name}", data=data, dtype=dtype)
-            self.touch(fmt.GLOBALS_GROUP)
+        data, dtype = elements.encode(value, self.spec)
+        self._globals.write(self, name, data, dtype)
         self.changes.record(META)
 
     @atomic
     def delete_global(self, name: str) -> None:
-        h5 = self.require_writable(f"delete global attribute {name!r}")
+        self.require_writable(f"delete global attribute {name!r}")
         self.changes.record(META)
         if name not in self.global_names():
             msg = f"The file has no global attribute {name!r}"
             raise LoomKeyError(msg)
-        if self.legacy:
-            del h5.attrs[name]
-            self.changes.record(META)
-        else:
-            del h5[fmt.GLOBALS_GROUP][name]
-            self.touch(fmt.GLOBALS_GROUP)
+        self._globals.delete(self, name)
         self.changes.record(META)
 
     # --- creation ---------------------------------------------------------------------------------------
 
     @staticmethod
-    def create_empty(path: str) -> None:
-        """Write an empty spec-3 Loom file at ``path`` (replacing what is there) and close it."""
+    def create_empty(path: str, spec: SpecVersion = versions.CURRENT) -> None:
+        """Write an empty Loom file of version ``spec`` at ``path`` (replacing what is there) and
+        close it."""
         with h5py.File(path, "w") as h5:
-            LoomStore.initialize(h5)
-
-    @staticmethod
-    def initialize(h5: h5py.File) -> None:
-        """Lay out an empty spec-3 Loom file."""
-        for group in fmt.REQUIRED_GROUPS:
-            h5.require_group(group)
-        h5[fmt.GLOBALS_GROUP].create_dataset(fmt.SPEC_VERSION_NAME, data=fmt.SPEC_VERSION, dtype=strings.UTF8)
-        h5[fmt.GLOBALS_GROUP].create_dataset("CreationDate", data=fmt.timestamp(), dtype=strings.UTF8)
-        h5.attrs[fmt.TIMESTAMP_ATTR] = fmt.timestamp()
+            elements.initialize(h5, spec)
 
 
 def store_of(source: Any) -> LoomStore | None:

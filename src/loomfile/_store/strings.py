@@ -62,12 +62,18 @@ def decode_values(raw: Any, dtype: np.dtype[Any]) -> Any:
     return raw
 
 
-def encode_for_file(values: np.ndarray[Any, Any], *, legacy: bool) -> tuple[Any, Any]:
-    """(data, h5py dtype) to store normalized values; strings as UTF-8, or escaped ASCII if legacy."""
+def encode_utf8(values: np.ndarray[Any, Any]) -> tuple[Any, Any]:
+    """(data, h5py dtype) to store normalized values, strings as variable-length UTF-8 (spec 3)."""
     if values.dtype.kind != "O":
         return values, values.dtype
-    if legacy:
-        flat = [fmt.escape_legacy(v) for v in values.ravel()]
-        encoded = np.array(flat, dtype=bytes).reshape(values.shape) if flat else np.zeros(values.shape, "S1")
-        return encoded, encoded.dtype
     return values, UTF8
+
+
+def encode_escaped_ascii(values: np.ndarray[Any, Any]) -> tuple[Any, Any]:
+    """(data, h5py dtype) to store normalized values, strings as fixed-length ASCII with the other
+    characters as XML character references (spec 2, reversibly: see ``escape_legacy``)."""
+    if values.dtype.kind != "O":
+        return values, values.dtype
+    flat = [fmt.escape_legacy(v) for v in values.ravel()]
+    encoded = np.array(flat, dtype=bytes).reshape(values.shape) if flat else np.zeros(values.shape, "S1")
+    return encoded, encoded.dtype
