@@ -215,3 +215,27 @@ def test_a_read_only_file_refuses_before_the_value_is_checked(loom_path: str) ->
         view = ds.view[:3, :4]
         view.ca["X"] = [1, 2, 3, 4]
         assert list(view.ca["X"]) == [1, 2, 3, 4]
+
+
+def test_cached_attributes_follow_a_rollback_and_other_managers(tmp_path: Path) -> None:
+    """The read cache does not outlive what it read: a transaction rolled back puts the old values
+    back in the file (and so in what the manager returns), and a write through another manager
+    over the same store is seen. The manager's own writes keep its other cached values."""
+    path = os.fspath(tmp_path / "r.loom")
+    loomfile.create(path, np.zeros((2, 3)), {}, {"X": np.arange(3), "Y": np.arange(3) * 2})
+    with loomfile.connect(path, "r+") as ds:
+        np.testing.assert_array_equal(ds.ca.X, [0, 1, 2])
+        with pytest.raises(RuntimeError), ds._store.transaction():
+            ds.ca.X = np.array([7, 8, 9])
+            np.testing.assert_array_equal(ds.ca.X, [7, 8, 9])
+            raise RuntimeError
+        np.testing.assert_array_equal(ds.ca.X, [0, 1, 2])
+        other = AttributeManager(ds, 1)
+        np.testing.assert_array_equal(other.X, [0, 1, 2])
+        ds.ca.X = np.array([4, 5, 6])
+        np.testing.assert_array_equal(other.X, [4, 5, 6])
+        backend = ds.ca._backend
+        assert isinstance(backend, StoreBackend)
+        ds.ca.Y  # noqa: B018 (read: cached)
+        ds.ca.X = np.array([1, 1, 1])
+        assert backend.held("Y") is not None and backend.held("X") is None

@@ -20,6 +20,7 @@ import scipy.sparse as sparse
 
 from .._errors import LoomFormatError
 from .._format import spec as fmt
+from .._store.changes import META
 from .._store.store import LoomStore
 
 V = TypeVar("V")
@@ -191,14 +192,29 @@ GLOBALS: ElementKind[Any] = ElementKind(
 
 class StoreBackend(Generic[V]):
     """Values of one kind along one axis of a file. The store checks names and writability again
-    and stamps timestamps; cached kinds keep each value as first read until it is written or
-    deleted here."""
+    and stamps timestamps.
+
+    Cached kinds keep each value as first read. The cache is only as good as the file it was read
+    from, so it notes the store's change-log generation and is emptied when attributes, graphs or
+    global attributes changed since by any other way than this backend's own writes: a write
+    through another manager over the same store, or a transaction rolled back (which puts the old
+    values back in the file).
+    """
 
     def __init__(self, store: LoomStore, kind: ElementKind[V], axis: int = 0) -> None:
         self.store = store
         self.kind = kind
         self.axis = axis
         self._cache: dict[str, V] = {}
+        self._generation = store.changes.generation
+
+    def _fresh_cache(self) -> dict[str, V]:
+        changes = self.store.changes
+        now = changes.generation  # (read first: a change recorded meanwhile is found again next time)
+        if changes.changed_since(self._generation, (META,)):
+            self._cache.clear()
+        self._generation = now
+        return self._cache
 
     @property
     def n(self) -> int:
@@ -214,20 +230,27 @@ class StoreBackend(Generic[V]):
     def get(self, name: str) -> V:
         if not self.kind.cached:
             return self.kind.read(self.store, self.axis, name)  # (a fresh read is the caller's own)
-        if name not in self._cache:
-            self._cache[name] = self.kind.read(self.store, self.axis, name)
-        return _copy(self._cache[name])
+        cache = self._fresh_cache()
+        if name not in cache:
+            cache[name] = self.kind.read(self.store, self.axis, name)
+        return _copy(cache[name])
 
     def held(self, name: str) -> V | None:
-        return self._cache.get(name)
+        return self._fresh_cache().get(name)
 
     def set(self, name: str, value: V) -> None:
-        self._cache.pop(name, None)
-        self.kind.write(self.store, self.axis, name, value)
+        self._changing(name, lambda: self.kind.write(self.store, self.axis, name, value))
 
     def delete(self, name: str) -> None:
-        self._cache.pop(name, None)
-        self.kind.delete(self.store, self.axis, name)
+        self._changing(name, lambda: self.kind.delete(self.store, self.axis, name))
+
+    def _changing(self, name: str, change: Callable[[], None]) -> None:
+        """Make a change to ``name``: its cached value goes, and the others stay valid when the
+        change succeeds (it was the only one). When it fails, the store has rolled it back, and
+        the next read finds the generation moved on and starts afresh."""
+        self._fresh_cache().pop(name, None)
+        change()
+        self._generation = self.store.changes.generation
 
     def require_writable(self, action: str) -> None:
         self.store.require_writable(action)
