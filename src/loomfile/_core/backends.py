@@ -5,8 +5,9 @@ values their public shape; a backend only keeps named values. So one manager cla
 serves a connection (file) and a view (memory) alike, without asking which it holds.
 
 What differs between row/column attributes, graphs and global attributes is described once, by
-an :class:`ElementKind` (the store calls that read and write them, how they are copied, whether
-reads are cached), and both backends take one: the file backend is written once, not once per kind.
+an :class:`ElementKind` (the store calls that read and write them, their paths in the file, how
+memory keeps them, whether file reads are cached), and both backends take one: the file backend is
+written once, not once per kind.
 """
 
 from __future__ import annotations
