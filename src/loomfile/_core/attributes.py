@@ -1,4 +1,9 @@
-"""Row/column attributes (``ds.ra``, ``ds.ca``) and global attributes (``ds.attrs``)."""
+"""Row/column attributes (``ds.ra``, ``ds.ca``) and global attributes (``ds.attrs``).
+
+The managers check and normalise what is written and give values their public form; the values
+themselves live in a backend (``backends.py``): the file, or a dict in memory for a view. One class
+per kind thus serves both, without asking which it holds.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from .._format import spec as fmt
 from .._format.loompy_api import materialize_attr_values
 from .._selection import AxisSelection, normalize_axis_key
 from .._store.store import store_of
+from .backends import ATTRIBUTES, GLOBALS, Backend, backend_over
 from .mapping import NamedMapping
 
 _AXIS_WORD = ("Row", "Column")
@@ -41,7 +47,7 @@ class AttributeManager(NamedMapping[np.ndarray]):
     >>> del ds.ca.Outliers
     """
 
-    _fields = frozenset({"_store", "_axis", "_memory", "_length", "_cache"})
+    _fields = frozenset({"_backend", "_axis"})
 
     def __init__(
         self,
@@ -57,11 +63,8 @@ class AttributeManager(NamedMapping[np.ndarray]):
         store = store_of(ds)
         if ds is not None and store is None:
             values, length = _loompy_style_values(ds, axis)
-        self._store = store
         self._axis = axis
-        self._memory = values
-        self._length = length
-        self._cache: dict[str, np.ndarray] = {}
+        self._backend: Backend[np.ndarray] = backend_over(store, ATTRIBUTES, axis, values, length)
 
     @classmethod
     def in_memory(cls, axis: int, values: dict[str, np.ndarray], length: int) -> AttributeManager:
@@ -77,49 +80,29 @@ class AttributeManager(NamedMapping[np.ndarray]):
         return self._axis
 
     def _n(self) -> int:
-        return self._length if self._store is None else self._store.shape[self._axis]
+        return self._backend.n
 
     def _names(self) -> list[str]:
-        if self._memory is not None:
-            return list(self._memory)
-        assert self._store is not None
-        return self._store.attr_names(self._axis)
+        return self._backend.names()
 
     def _get(self, name: str) -> np.ndarray:
-        if self._memory is not None:
-            value = self._memory[name]
-            return value.copy() if isinstance(value, np.ndarray) else value
-        assert self._store is not None
-        if name not in self._cache:
-            self._cache[name] = self._store.read_attr(self._axis, name)
-        return self._cache[name].copy()
+        return self._backend.get(name)
 
     def _set(self, name: str, value: Any) -> None:
         fmt.check_name(f"{_AXIS_WORD[self._axis]} attribute", name)
-        if self._store is not None:
-            self._store.require_writable(f"write {self._kind} {name!r}")
+        self._backend.require_writable(f"write {self._kind} {name!r}")
         values = fmt.normalize_values(value, f"{_AXIS_WORD[self._axis]} attribute {name!r}")
         n = self._n()
-        if values.shape[0] != n and not (self._store is not None and self._store.shape == (0, 0)):
+        if values.shape[0] != n and self._backend.fixed_length:
             msg = (
                 f"{_AXIS_WORD[self._axis]} attribute {name!r} has {values.shape[0]} values; "
                 f"the file has {n} {fmt.AXIS_NAMES[self._axis]}s"
             )
             raise LoomValueError(msg)
-        if self._memory is not None:
-            self._memory[name] = values
-            return
-        assert self._store is not None
-        self._cache.pop(name, None)
-        self._store.write_attr(self._axis, name, values)
+        self._backend.set(name, values)
 
     def _delete(self, name: str) -> None:
-        self._cache.pop(name, None)
-        if self._memory is not None:
-            del self._memory[name]
-            return
-        assert self._store is not None
-        self._store.delete_attr(self._axis, name)
+        self._backend.delete(name)
 
     def __getitem__(self, key: Any) -> Any:
         """An attribute by name; several names stacked; or, for an index, a sliced copy of all."""
@@ -168,10 +151,7 @@ class AttributeManager(NamedMapping[np.ndarray]):
 
     def last_modified(self, name: str | None = None) -> str:
         """When the attribute (or, without a name, any attribute of this axis) was last changed."""
-        if self._store is None:
-            return fmt.timestamp()
-        path = fmt.ATTR_GROUPS[self._axis] if name is None else fmt.attr_path(self._axis, name)
-        return self._store.timestamp_of(path) or fmt.timestamp()
+        return self._backend.last_modified(name)
 
     def _permute(self, ordering: np.ndarray) -> None:
         for name in self._names():
@@ -185,7 +165,7 @@ class GlobalAttributeManager(NamedMapping[Any]):
     group. Writes go to the place the file already uses.
     """
 
-    _fields = frozenset({"_store", "_memory"})
+    _fields = frozenset({"_backend"})
     _kind = "global attribute"
 
     def __init__(self, f: Any, *, values: dict[str, Any] | None = None) -> None:
@@ -195,43 +175,26 @@ class GlobalAttributeManager(NamedMapping[Any]):
         if f is not None and store is None:
             msg = f"GlobalAttributeManager needs an h5py file or a connection, not {type(f).__name__}"
             raise LoomValueError(msg)
-        self._store = store
-        self._memory = values
+        self._backend: Backend[Any] = backend_over(store, GLOBALS, 0, values, 0)
 
     @classmethod
     def in_memory(cls, values: dict[str, Any]) -> GlobalAttributeManager:
         return cls(None, values=values)
 
     def _names(self) -> list[str]:
-        if self._memory is not None:
-            return list(self._memory)
-        assert self._store is not None
-        return self._store.global_names()
+        return self._backend.names()
 
     def _get(self, name: str) -> Any:
-        if self._memory is not None:
-            value = self._memory[name]
-            return value.copy() if isinstance(value, np.ndarray) else value
-        assert self._store is not None
-        return self._store.read_global(name)
+        return self._backend.get(name)
 
     def _set(self, name: str, value: Any) -> None:
         fmt.check_name("Global attribute", name)
-        if self._store is not None:
-            self._store.require_writable(f"write global attribute {name!r}")
+        self._backend.require_writable(f"write global attribute {name!r}")
         normalized = fmt.normalize_values(value, f"Global attribute {name!r}", allow_scalar=True)
-        if self._memory is not None:
-            self._memory[name] = normalized.item() if normalized.ndim == 0 else normalized
-            return
-        assert self._store is not None
-        self._store.write_global(name, normalized)
+        self._backend.set(name, normalized)
 
     def _delete(self, name: str) -> None:
-        if self._memory is not None:
-            del self._memory[name]
-            return
-        assert self._store is not None
-        self._store.delete_global(name)
+        self._backend.delete(name)
 
     def get(self, name: str, default: Any = None) -> Any:
         return self[name] if name in self else default

@@ -1,4 +1,8 @@
-"""Row/column graphs (``ds.row_graphs``, ``ds.col_graphs``) as ``scipy.sparse.coo_matrix``."""
+"""Row/column graphs (``ds.row_graphs``, ``ds.col_graphs``) as ``scipy.sparse.coo_matrix``.
+
+The manager checks what is written (``to_coo``) and cuts graphs for views; the graphs live in a
+backend (``backends.py``): the file, whose a/b/w vectors it reads and checks, or a dict in memory.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sparse
 
-from .._errors import LoomFormatError, LoomKeyError, LoomValueError
+from .._errors import LoomKeyError, LoomValueError
 from .._format import spec as fmt
 from .._selection import AxisSelection, normalize_axis_key
 from .._store.store import store_of
+from .backends import GRAPHS, Backend, backend_over
 from .mapping import NamedMapping
 
 _AXIS_WORD = ("Row", "Column")
@@ -112,7 +117,7 @@ class GraphManager(NamedMapping[sparse.coo_matrix]):
     >>> g = ds.col_graphs["KNN"]           # scipy.sparse.coo_matrix of shape (M, M)
     """
 
-    _fields = frozenset({"_store", "_axis", "_memory", "_length", "_indexes"})
+    _fields = frozenset({"_backend", "_axis", "_indexes"})
 
     def __init__(
         self,
@@ -128,11 +133,9 @@ class GraphManager(NamedMapping[sparse.coo_matrix]):
         if ds is not None and store is None:
             msg = f"GraphManager needs a connection, not {type(ds).__name__}"
             raise LoomValueError(msg)
-        self._store = store
         self._axis = axis
-        self._memory = graphs
-        self._length = length
-        self._indexes: dict[str, RowIndex] = {}  # of graphs in memory, built when runs are cut
+        self._backend: Backend[sparse.coo_matrix] = backend_over(store, GRAPHS, axis, graphs, length)
+        self._indexes: dict[str, RowIndex] = {}  # of graphs held in memory, built when runs are cut
 
     @classmethod
     def in_memory(cls, axis: int, graphs: dict[str, sparse.coo_matrix], length: int) -> GraphManager:
@@ -143,46 +146,22 @@ class GraphManager(NamedMapping[sparse.coo_matrix]):
         return f"{_AXIS_WORD[self._axis].lower()} graph"
 
     def _n(self) -> int:
-        return self._length if self._store is None else self._store.shape[self._axis]
+        return self._backend.n
 
     def _names(self) -> list[str]:
-        if self._memory is not None:
-            return list(self._memory)
-        assert self._store is not None
-        return self._store.graph_names(self._axis)
+        return self._backend.names()
 
     def _get(self, name: str) -> sparse.coo_matrix:
-        if self._memory is not None:
-            return self._memory[name].copy()
-        assert self._store is not None
-        a, b, w = self._store.read_graph(self._axis, name)
-        n = self._n()
-        if not (a.shape == b.shape == w.shape):
-            msg = f"{self._kind} {name!r} has vectors a, b, w of different lengths"
-            raise LoomFormatError(msg)
-        for vec in (a, b):
-            if vec.size and (vec.min() < 0 or vec.max() >= n):
-                msg = f"{self._kind} {name!r} has vertex ids outside 0..{n - 1}"
-                raise LoomFormatError(msg)
-        return sparse.coo_matrix((w, (a, b)), shape=(n, n))
+        return self._backend.get(name)
 
     def _set(self, name: str, value: Any) -> None:
         fmt.check_name(f"{_AXIS_WORD[self._axis]} graph", name)
-        if self._store is not None:
-            self._store.require_writable(f"write {self._kind} {name!r}")
+        self._backend.require_writable(f"write {self._kind} {name!r}")
         g = to_coo(value, self._n(), f"{_AXIS_WORD[self._axis]} graph {name!r}")
-        if self._memory is not None:
-            self._memory[name] = g
-            return
-        assert self._store is not None
-        self._store.write_graph(self._axis, name, g.row, g.col, g.data)
+        self._backend.set(name, g)
 
     def _delete(self, name: str) -> None:
-        if self._memory is not None:
-            del self._memory[name]
-            return
-        assert self._store is not None
-        self._store.delete_graph(self._axis, name)
+        self._backend.delete(name)
 
     def __getitem__(self, key: Any) -> Any:
         """A graph by name; the first existing of several names; or, for an index, subgraphs of all."""
@@ -201,20 +180,20 @@ class GraphManager(NamedMapping[sparse.coo_matrix]):
         return GraphManager.in_memory(self._axis, graphs, selection.size)
 
     def _cut(self, name: str, selection: AxisSelection) -> sparse.coo_matrix:
+        """The subgraph on ``selection``. A run of vertices in a graph held in memory (a scan's
+        bands of a whole axis read once) is cut through an index kept until the graph is replaced,
+        not by a pass over every edge."""
         run = run_of(selection)
-        if self._memory is None or run is None:
+        g = None if run is None else self._backend.held(name)
+        if run is None or g is None:
             return subgraph(self._get(name), selection.indices)
-        g = self._memory[name]
         index = self._indexes.get(name)
         if index is None or index.graph is not g:  # (a graph set since was stored as a new object)
             index = self._indexes[name] = RowIndex(g)
         return index.run(*run)
 
     def last_modified(self, name: str | None = None) -> str:
-        if self._store is None:
-            return fmt.timestamp()
-        path = fmt.GRAPH_GROUPS[self._axis] if name is None else fmt.graph_path(self._axis, name)
-        return self._store.timestamp_of(path) or fmt.timestamp()
+        return self._backend.last_modified(name)
 
     def _permute(self, ordering: np.ndarray) -> None:
         for name in self._names():
