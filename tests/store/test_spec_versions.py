@@ -36,7 +36,7 @@ def test_each_version_round_trips(tmp_path: Path, version: str) -> None:
     with loomfile.connect(path, "r") as ds:
         assert list(ds.ra.Gene) == list(GENES)
         assert ds.attrs.title == "Tëst"
-        assert ds.attrs.LOOM_SPEC_VERSION == version
+        assert ds.attrs["LOOM_SPEC_VERSION"] == version
         assert ds._store.spec == spec
         np.testing.assert_array_equal(ds[:, :], np.arange(12, dtype=np.float32).reshape(3, 4))
     with h5py.File(path, "r") as h5:  # the layout the entry names, as HDF5 tools see it
@@ -70,7 +70,7 @@ def test_a_new_version_is_one_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     path = tmp_path / "v.loom"
     _fill(path, versions.named("2.0.2"))
     with loomfile.connect(path, "r") as ds:
-        assert ds.attrs.LOOM_SPEC_VERSION == "2.0.2"
+        assert ds.attrs["LOOM_SPEC_VERSION"] == "2.0.2"
         assert ds._store.spec_version == (2, 0, 2)
         assert list(ds.ra.Gene) == list(GENES)
 

@@ -8,7 +8,7 @@ never branches on the version itself.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import h5py
 import numpy as np
@@ -17,8 +17,14 @@ from .._format import spec as fmt
 from .._format.versions import SpecVersion
 from . import strings
 
-if TYPE_CHECKING:
-    from .store import LoomStore
+
+class ElementStore(Protocol):
+    """What an element writer needs of ``LoomStore`` (a protocol: the store imports this module)."""
+
+    @property
+    def h5(self) -> h5py.File: ...
+    def _replace_dataset(self, path: str, **options: Any) -> None: ...
+    def touch(self, path: str) -> None: ...
 
 
 class Globals(Protocol):
@@ -28,8 +34,8 @@ class Globals(Protocol):
     def where(self, name: str) -> str: ...
     def has(self, h5: h5py.File, name: str) -> bool: ...
     def read(self, h5: h5py.File, name: str) -> tuple[Any, np.dtype[Any]]: ...
-    def write(self, store: LoomStore, name: str, data: Any, dtype: Any) -> None: ...
-    def delete(self, store: LoomStore, name: str) -> None: ...
+    def write(self, store: ElementStore, name: str, data: Any, dtype: Any) -> None: ...
+    def delete(self, store: ElementStore, name: str) -> None: ...
     def create(self, h5: h5py.File, name: str, text: str) -> None: ...
 
 
@@ -49,13 +55,13 @@ class _GlobalDatasets:
         dset = h5[fmt.GLOBALS_GROUP][name]
         return dset[()], dset.dtype
 
-    def write(self, store: LoomStore, name: str, data: Any, dtype: Any) -> None:
+    def write(self, store: ElementStore, name: str, data: Any, dtype: Any) -> None:
         if data.ndim == 0 and dtype is strings.UTF8:
             data = data.item()
         store._replace_dataset(f"{fmt.GLOBALS_GROUP}/{name}", data=data, dtype=dtype)
         store.touch(fmt.GLOBALS_GROUP)
 
-    def delete(self, store: LoomStore, name: str) -> None:
+    def delete(self, store: ElementStore, name: str) -> None:
         del store.h5[fmt.GLOBALS_GROUP][name]
         store.touch(fmt.GLOBALS_GROUP)
 
@@ -78,12 +84,12 @@ class _RootAttributes:
     def read(self, h5: h5py.File, name: str) -> tuple[Any, np.dtype[Any]]:
         return h5.attrs[name], h5.attrs.get_id(name).dtype
 
-    def write(self, store: LoomStore, name: str, data: Any, dtype: Any) -> None:
+    def write(self, store: ElementStore, name: str, data: Any, dtype: Any) -> None:
         h5 = store.h5
         h5.attrs.create(name, data, dtype=dtype)
         h5.attrs[fmt.TIMESTAMP_ATTR] = fmt.timestamp()
 
-    def delete(self, store: LoomStore, name: str) -> None:
+    def delete(self, store: ElementStore, name: str) -> None:
         del store.h5.attrs[name]
 
     def create(self, h5: h5py.File, name: str, text: str) -> None:
