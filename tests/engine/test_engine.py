@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 import loomfile
 from loomfile import testing
 from loomfile._engine import codec as _codec
+from loomfile._engine import pools
 from loomfile._engine import read as _engine
 from loomfile._engine.chunks import ChunkLayout, layout_of
 from loomfile._engine.codec import FILTER_DEFLATE, FILTER_SHUFFLE, Pipeline, unshuffle
@@ -181,7 +182,7 @@ def engine_settings(mode: Mode) -> Iterator[None]:
         mock.patch.dict(os.environ, {"LOOMFILE_THREADS": str(mode.threads)}),
         mock.patch.object(_engine, "SEGMENT_CHUNKS", mode.segment_chunks),
         mock.patch.object(_engine, "TASK_CHUNKS", mode.task_chunks),
-        mock.patch.object(_engine, "_pool", None),
+        mock.patch.object(pools, "_pool", None),
     ]
     if mode.codec == "loop" and _codec.LIBDEFLATE is not None:
         patches.append(mock.patch.object(_codec.LIBDEFLATE, "many", None))
@@ -195,8 +196,8 @@ def engine_settings(mode: Mode) -> Iterator[None]:
         try:
             yield
         finally:
-            if _engine._pool is not None:
-                _engine._pool.shutdown(wait=True)
+            if pools._pool is not None:
+                pools._pool.shutdown(wait=True)
 
 
 @pytest.fixture(params=list(MODES))
@@ -473,9 +474,9 @@ def test_pool_is_used_only_with_several_threads(files: Callable[[str], tuple[Pat
                 assert_same(
                     _engine.read(layout, AxisSelection.full(N_ROWS), AxisSelection.full(N_COLS)), full
                 )
-                assert (_engine._pool is not None) == pooled
+                assert (pools._pool is not None) == pooled
                 if pooled:
-                    assert _engine._pool._max_workers == 2
+                    assert pools._pool._max_workers == 2
 
 
 def test_scattered_configs_store_chunks_out_of_order(files: Callable[[str], tuple[Path, np.ndarray]]) -> None:
@@ -569,9 +570,9 @@ def test_threads_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         ("", default),
     ]:
         monkeypatch.setenv("LOOMFILE_THREADS", value)
-        assert _engine.threads() == want, value
+        assert pools.threads() == want, value
     monkeypatch.delenv("LOOMFILE_THREADS")
-    assert _engine.threads() == default
+    assert pools.threads() == default
 
 
 def test_chunks_touched_counts_distinct_chunks() -> None:
@@ -1195,7 +1196,7 @@ def test_transposed_reads_match_numpy(
     tmp_path: Path, monkeypatch: Any, threads: str, key: int, chunks: tuple[int, int]
 ) -> None:
     monkeypatch.setenv("LOOMFILE_THREADS", threads)
-    monkeypatch.setattr(_engine, "_pool", None)
+    monkeypatch.setattr(pools, "_pool", None)
     values = np.random.default_rng(key).random((N_ROWS, N_COLS)).astype(np.float32)
     path = tmp_path / "t.h5"
     with h5py.File(path, "w") as f:

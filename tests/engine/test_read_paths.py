@@ -13,7 +13,7 @@ import pytest
 import scipy.sparse as sparse
 
 import loomfile
-from loomfile._engine import read as _engine
+from loomfile._engine import pools
 
 N_ROWS, N_COLS = 150, 9000  # rows longer than numpy's 8192-element reduction blocks
 
@@ -37,7 +37,7 @@ def wide(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, np.ndarray
 @pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
 def threads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
     monkeypatch.setenv("LOOMFILE_THREADS", str(request.param))
-    monkeypatch.setattr(_engine, "_pool", None)
+    monkeypatch.setattr(pools, "_pool", None)
     return int(request.param)
 
 
@@ -184,7 +184,7 @@ def test_scan_stopped_early_leaves_no_read_running(wide: Any) -> None:
     for _ix, _sel, _view in ds.scan(axis=0, batch_size=64):
         break
     ds.close()
-    assert _engine._ahead is None or _engine._ahead._work_queue.empty()
+    assert pools._ahead is None or pools._ahead._work_queue.empty()
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from loomfile._engine import pools
 from loomfile._engine import read as _engine
 from loomfile._engine.sparse import SPARSE_BAND, build_coo
 from loomfile._selection import AxisSelection
@@ -18,10 +19,10 @@ from loomfile._selection import AxisSelection
 @pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
 def threads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     monkeypatch.setenv("LOOMFILE_THREADS", str(request.param))
-    monkeypatch.setattr(_engine, "_pool", None)
+    monkeypatch.setattr(pools, "_pool", None)
     yield int(request.param)
-    if _engine._pool is not None:
-        _engine._pool.shutdown(wait=True)
+    if pools._pool is not None:
+        pools._pool.shutdown(wait=True)
 
 
 def loompy_order(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

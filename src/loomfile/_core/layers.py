@@ -11,7 +11,8 @@ import scipy.sparse as sparse
 from .. import _progress
 from .._engine import matrix as _matrix_io
 from .._engine import reduce as _reduce
-from .._engine.read import Job, Tiles, ahead, ordered
+from .._engine.pools import Job, ahead, ordered
+from .._engine.read import Tiles
 from .._engine.sparse import build_coo
 from .._engine.stored import StoredColumns
 from .._errors import LoomLockedError, LoomValueError

@@ -18,7 +18,8 @@ import scipy.sparse as sparse
 
 from .._selection import AxisSelection
 from .codec import NONZERO_CODES, batch_function
-from .read import Tiles, ordered
+from .pools import ordered
+from .read import Tiles
 
 SPARSE_BAND = 4096  # loompy's sparse() visits columns in bands this wide: its entry order
 Block = tuple[AxisSelection, AxisSelection, int, np.ndarray]  # rows, cols, first row, col positions

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sparse
 
 from .._format import spec as fmt
-from . import read as _engine
+from . import pools
 from .chunks import fill_of, filters_of
 from .codec import FILTER_DEFLATE, FILTER_SHUFFLE, IGZIP, LIBDEFLATE
 from .memory import band_buffer
@@ -212,7 +212,7 @@ def _write_blocks(dset: h5py.Dataset, encoder: Encoder, blocks: list[Block]) -> 
     def encode(block: Block) -> tuple[np.ndarray, np.ndarray, int, int]:
         return encoder.encode(block[2]())
 
-    for (r, c, _), (out, sizes, stride, g) in zip(blocks, _engine.ordered(encode, blocks), strict=True):
+    for (r, c, _), (out, sizes, stride, g) in zip(blocks, pools.ordered(encode, blocks), strict=True):
         positions = np.arange(sizes.size, dtype=np.int64) * stride
         masks = np.zeros(sizes.size, dtype=np.int64)
         hand_to_hdf5(dset, out, positions, sizes, masks, grid_offsets(sizes.size, g, r, c, encoder.chunks))

@@ -12,7 +12,7 @@ import scipy.sparse as sparse
 
 from .. import _progress
 from .._engine import memory as _memory
-from .._engine import read as _engine
+from .._engine import pools
 from .._engine.chunks import ChunkLayout
 from .._engine.stored import StoredColumns
 from .._errors import LoomValueError
@@ -322,7 +322,7 @@ def add_loom(
                     fmt.check_finite(values[name], f"Layer {name!r} of {other_file}")
             return values
 
-        def read_band(band: slice) -> _engine.Job[dict[str, Any]]:
+        def read_band(band: slice) -> pools.Job[dict[str, Any]]:
             return (lambda: values_of(band)), lambda _: False
 
         incoming = {
@@ -331,7 +331,7 @@ def add_loom(
         final, dropped = _merged_col_attrs(ds, incoming, other.shape[1], fill_values, False)
         ds._store.resize_columns(n_before + other.shape[1])
         # the next band is read while this one is written (the other file is ours, read-only)
-        bands_read = _engine.ahead((read_band(b) for b in band_list), lambda: 0)
+        bands_read = pools.ahead((read_band(b) for b in band_list), lambda: 0)
         for band, values in zip(band_list, bands_read, strict=True):
             _write_columns(ds, values, n_before + band.start)
             del values  # its buffers are free for the band after the one being read ahead

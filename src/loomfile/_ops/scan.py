@@ -11,7 +11,7 @@ import numpy as np
 from .. import _progress
 from .._core.view import View, make_view
 from .._engine import memory as _memory
-from .._engine import read as _engine
+from .._engine import pools
 from .._errors import LoomValueError, SelectionError
 from .._format import spec as fmt
 from .._selection import AxisSelection
@@ -45,7 +45,7 @@ def scan(
     fixed = FixedSide(ds, ax, other, what)
     buffers = _memory.Recycler()  # the bands of views the caller has dropped hold the next ones
 
-    def band(ix: int, selection: np.ndarray) -> _engine.Job[tuple[int, np.ndarray, View]]:
+    def band(ix: int, selection: np.ndarray) -> pools.Job[tuple[int, np.ndarray, View]]:
         along = AxisSelection(ds.shape[ax], selection)
         rows, cols = (along, other) if ax == 0 else (other, along)
         boxes = (rows.bounds(), cols.bounds())
@@ -60,7 +60,7 @@ def scan(
 
     # The next band is read while the caller works on this one: at most two bands in memory.
     bands = scan_bands(positions, ds.shape[ax], batch_size)
-    views = _engine.ahead((band(ix, sel) for ix, sel in bands), lambda: store.changes.generation)
+    views = pools.ahead((band(ix, sel) for ix, sel in bands), lambda: store.changes.generation)
     with _progress.bar(positions.size, "scan", progress, "rows" if ax == 0 else "columns") as tick:
         for ix, selection, view in views:
             yield ix, selection, view
