@@ -4,7 +4,7 @@ loomfile schedules nothing here: the work is cut into tasks and handed to a Dask
 processes, or a ``dask.distributed`` cluster). Every task opens the file by its path or URL, reads
 read-only through the chunk engine and returns a small result; so tasks run in worker processes, or
 on other machines that see the same file (a shared file system, or object storage: see
-``_remote``). Each task covers a whole number of chunk rows or columns (no chunk is decoded twice
+``_store.remote``). Each task covers a whole number of chunk rows or columns (no chunk is decoded twice
 over the cluster), about dask's ``array.chunk-size`` of the layer's values unless told otherwise.
 
 Needs ``pip install 'loomfile[dask]'``; dask is imported only when these functions run.

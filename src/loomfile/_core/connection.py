@@ -69,7 +69,7 @@ class Connection:
             self._attach(filename, _opening.open_store(filename, mode or "r", bool(validate), storage_options))
             return
         if os.path.isfile(filename) and (mode != "r" or not locking_disabled()):
-            # A write a dead process left half done is undone first (see _journal). Without file
+            # A write a dead process left half done is undone first (see _store.journal). Without file
             # locks a live writer's journal looks the same: then only a writer (mode "r+") undoes it.
             recover(filename)
         if validate:
@@ -331,7 +331,7 @@ def _discard(path: str) -> None:
 def written_aside(target: str, durability: Durability | None = None) -> Iterator[str]:
     """A temporary path beside ``target`` to write; renamed over ``target`` when the block ends
     normally, removed if it raises (so ``target`` is never half-written, even by a power cut with
-    durability "full": see ``_journal.replace``). The file at the path must be closed by then."""
+    durability "full": see ``_store.journal.replace``). The file at the path must be closed by then."""
     level = durability_of(durability)
     tmp = _temp_path(target)
     try:

@@ -220,7 +220,7 @@ class LoomLayer:
         results = [np.zeros(part.stop - part.start) for _ in f_list]
 
         vectorised = self.dtype.kind == "f" and all(f in REDUCTIONS for f in f_list)
-        # down the columns of bands read as stored, not transposed (see _reduce)
+        # down the columns of bands read as stored, not transposed (see _engine.reduce)
         down = axis == 1 and _reduce.handles(f_list, self.dtype)
 
         def apply(vectors: Any) -> list[Any]:

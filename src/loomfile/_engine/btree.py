@@ -32,7 +32,7 @@ READ_AHEAD_RECORDS = 64
 
 
 class RangeReader(Protocol):
-    """Reads a file's bytes at given offsets, from any thread (a remote file: see ``_remote``)."""
+    """Reads a file's bytes at given offsets, from any thread (a remote file: see ``_store.remote``)."""
 
     def read_into(self, into: memoryview, offset: int) -> int:
         """Fill ``into`` with the bytes at ``offset``; how many there were (fewer at the end)."""

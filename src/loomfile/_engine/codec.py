@@ -190,7 +190,7 @@ class LibDeflate:
         return code == 0 and bool(np.array_equal(out, data))
 
 
-_BLOCK_ARGTYPES = [ctypes.c_void_p] + [ctypes.c_int64] * 5  # values, k, h, c1, rows, cols (see _batch.c)
+_BLOCK_ARGTYPES = [ctypes.c_void_p] + [ctypes.c_int64] * 5  # values, k, h, c1, rows, cols (see _engine/_batch.c)
 _NONZEROS_ARGTYPES = [*_BLOCK_ARGTYPES, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
 _NONZEROS_ARGTYPES += [ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64]
 NONZERO_CODES = ("f4", "f8", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8")
@@ -216,7 +216,7 @@ _BATCH_ARGTYPES = {
 
 
 def batch_function(name: str, keep_gil: bool = False) -> Any:
-    """One of the compiled helper's batch loops (see _batch.c), or None when it was not built.
+    """One of the compiled helper's batch loops (see _engine/_batch.c), or None when it was not built.
     ``keep_gil``: called holding the GIL (for loops that call into HDF5)."""
     spec = importlib.util.find_spec(f"{__package__}._batch")
     if spec is None or spec.origin is None or os.environ.get("LOOMFILE_NO_BATCH"):
@@ -235,7 +235,7 @@ LIBDEFLATE = LibDeflate.load()
 
 class Igzip:
     """ISA-L's igzip (from the ``isal`` package) compressing chunks in zlib format, through the
-    compiled helper's loop (see _batch.c): about twice libdeflate's speed at the low levels Loom
+    compiled helper's loop (see _engine/_batch.c): about twice libdeflate's speed at the low levels Loom
     files use, with zlib level 2's ratio. Used only when its output passes a check against zlib."""
 
     STREAM_BYTES = 1 << 18  # the whole isal_zstream (82 KB in ISA-L 2.31), with room to spare

@@ -1,7 +1,7 @@
 """Reading and writing rectangular selections of a 2-D HDF5 dataset.
 
 This is the one place where matrix data crosses between HDF5 and memory. Reads go to the chunk
-engine when the dataset has a chunk layout it decodes (see ``_chunks``), and otherwise through
+engine when the dataset has a chunk layout it decodes (see ``_engine.chunks``), and otherwise through
 h5py, in blocks aligned to the chunk grid: each block covers one band of chunk rows and a run of
 chunk columns that contains selected columns, so memory stays bounded by a block and no HDF5
 fancy-indexing limit applies. Writes always go through h5py.

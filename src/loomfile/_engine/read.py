@@ -157,7 +157,7 @@ def read_sorted(
     """``dset[ru][:, cu]`` for sorted, unique ``ru`` and ``cu``, each needed chunk decoded once.
 
     With ``transposed``, its transpose, C-ordered: one row per selected column. With ``reuse``, the
-    result lives in this thread's band buffer (see ``_memory.band_buffer``); with ``out`` (C-ordered, of
+    result lives in this thread's band buffer (see ``_engine.memory.band_buffer``); with ``out`` (C-ordered, of
     the result's shape and dtype), there.
     """
     shape = (cu.size, ru.size) if transposed else (ru.size, cu.size)

@@ -3,7 +3,7 @@
 ``map(axis=1)`` calls its functions on each column, as loompy does. On a C-ordered band, numpy's
 ``axis=0`` reductions sum in another order than on a column alone (row after row, not pairwise), so
 their float results differ in the last bits. The compiled helper sums down the columns with numpy's
-own pairwise scheme (see ``_batch.c``), so mean, sum, var and std come out bit for bit as numpy
+own pairwise scheme (see ``_engine/_batch.c``), so mean, sum, var and std come out bit for bit as numpy
 gives them on each column, without transposing the band first. Maxima, minima and counts do not
 depend on the order: numpy's ``axis=0`` gives them.
 """

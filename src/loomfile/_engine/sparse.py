@@ -40,7 +40,7 @@ def _blocks(rows: AxisSelection, cols: AxisSelection, elements: int) -> Iterator
 
 
 # The compiled helper's one-pass extraction of a block's nonzeros, per (stored type, result type):
-# values kept as they are, or made float64 (see _batch.c).
+# values kept as they are, or made float64 (see _engine/_batch.c).
 NONZEROS: dict[tuple[np.dtype[Any], np.dtype[Any]], Any] = {
     (np.dtype(code), np.dtype(code if to == "" else to[1:])): fn
     for code in NONZERO_CODES
@@ -138,7 +138,7 @@ def build_coo(
         extract = NONZEROS.get((values.dtype, dtype)) if index == np.int32 else None
         count_of = COUNTS.get(values.dtype)
         if extract is not None and count_of is not None and values.flags.c_contiguous:
-            # the compiled pass walks the block row by row, through its chunks (see _batch.c)
+            # the compiled pass walks the block row by row, through its chunks (see _engine/_batch.c)
             if isinstance(block, Tiles):
                 (_, k, h, c1), n_rows, n_cols = values.shape, block.rows, block.cols
             else:

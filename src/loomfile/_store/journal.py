@@ -5,7 +5,7 @@ killed in the middle of a write can leave a file whose metadata is half old, hal
 with everything in it lost (loompy's documentation: "if something happens during a write, the
 entire file can be lost"). loomfile opens existing files for writing through h5py's file-object
 driver with a :class:`JournaledFile`, which sees every byte HDF5 writes (chunks the engine hands
-to HDF5 directly, ``_hdf5chunks``, included: HDF5 writes them through the same file object):
+to HDF5 directly, ``_engine.stored``, included: HDF5 writes them through the same file object):
 
 - before HDF5 first overwrites bytes that were in the file when the current write call began, the
   original bytes are appended to a journal beside the file (``.<name>.loomfile-journal``); bytes

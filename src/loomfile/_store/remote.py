@@ -2,7 +2,7 @@
 
 fsspec opens the file; one :class:`RemoteFile` per connection then serves both readers of it: h5py
 reads the metadata through a file object (a :class:`_Cursor`), and the read engine reads chunk bytes
-through ``RemoteFile.read_into`` (see ``_btree.RangeReader``), so chunks are planned, fetched in runs
+through ``RemoteFile.read_into`` (see ``_engine.btree.RangeReader``), so chunks are planned, fetched in runs
 and decoded on every core exactly as for a local file.
 
 Reads smaller than a block (HDF5's object headers and heaps, B-tree nodes, short runs of chunks) go

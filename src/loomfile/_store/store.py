@@ -64,7 +64,7 @@ Writable = tuple[h5py.File, JournaledFile]
 
 
 def open_journaled(path: str, durability: Durability = "full") -> Writable:
-    """Open an HDF5 file for writing through a rollback journal (see ``_journal``); the caller has
+    """Open an HDF5 file for writing through a rollback journal (see ``_store.journal``); the caller has
     undone any write a dead process left half done (``recover``)."""
     _check_file(path)
     journal = JournaledFile(path, durability)
@@ -170,7 +170,7 @@ class LoomStore:
         self._h5: h5py.File | None = h5
         self.path = path
         self.journal = journal  # writable connections: undoes a write that fails half way
-        self.remote = remote  # files opened by URL (read-only, see _remote)
+        self.remote = remote  # files opened by URL (read-only, see _store.remote)
         # Where the engine reads the file's bytes when HDF5 reads it through a file object (the
         # journal, which also serves the overwrites it holds back).
         self._source: Source | None = journal if journal is not None else remote
@@ -179,7 +179,7 @@ class LoomStore:
         # The layout of the elements that differ between spec versions (global attributes, strings).
         self.spec = versions.of_layout(fmt.GLOBALS_GROUP in h5)
         self._globals = elements.globals_of(self.spec)
-        # Every change is recorded before and after it is made (see _changes).
+        # Every change is recorded before and after it is made (see _store.changes).
         self.changes = ChangeLog()
         # Chunk layouts of the layers read so far (None: read through h5py), with their generation.
         self._layouts: dict[str, tuple[int, ChunkLayout | None]] = {}
@@ -263,7 +263,7 @@ class LoomStore:
         On success HDF5 flushes and the journal is committed. On any exception (including a
         write that failed inside HDF5, and Ctrl-C, which is deferred to the next safe point) the
         file is put back as it was before, HDF5 reopens it, and the exception propagates. If the
-        process dies instead, the next connect() puts it back (see _journal).
+        process dies instead, the next connect() puts it back (see _store.journal).
         """
         outermost = self._depth == 0
         if outermost and self.mode == "r" and self._reopen is not None:
@@ -447,7 +447,7 @@ class LoomStore:
         out: np.ndarray[Any, Any] | None = None,
     ) -> np.ndarray[Any, Any]:
         """``layer[rows, cols]`` (orthogonal); with ``transposed``, its transpose, C-ordered. With
-        ``reuse``, the result may live in the calling thread's band buffer (``_memory.band_buffer``);
+        ``reuse``, the result may live in the calling thread's band buffer (``_engine.memory.band_buffer``);
         with ``out``, it is placed there."""
         dset = self.layer(name)
         with damaged(dset.name):
