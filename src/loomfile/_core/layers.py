@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import scipy.sparse as sparse
@@ -52,13 +52,6 @@ def _shape_values(
         msg = f"Cannot assign values of shape {arr.shape} to a selection of shape {target} in {what}"
         raise LoomValueError(msg) from None
     return fmt.cast_for_layer(arr.reshape(rows.size, cols.size), dtype, what)
-
-
-# numpy reductions that give, on a C-ordered float block with axis=1, exactly what they give on each
-# row alone (the same pairwise summation over the same contiguous values).
-REDUCTIONS: frozenset[Callable[..., Any]] = frozenset(
-    {np.mean, np.std, np.var, np.sum, np.max, np.min, np.amax, np.amin, np.count_nonzero, np.median}
-)
 
 
 def bands(n: int, width: int, start: int = 0) -> Iterator[slice]:
@@ -220,7 +213,9 @@ class LoomLayer:
         shape = self.shape
         results = [np.zeros(part.stop - part.start) for _ in f_list]
 
-        vectorised = self.dtype.kind == "f" and all(f in REDUCTIONS for f in f_list)
+        # numpy reductions run on whole bands (see _reduce.REDUCTIONS)
+        at_once = _reduce.on_bands(f_list) if self.dtype.kind == "f" else None
+        vectorised = at_once is not None
         # down the columns of bands read as stored, not transposed (see _reduce)
         down = axis == 1 and _reduce.handles(f_list, self.dtype)
 
@@ -228,8 +223,8 @@ class LoomLayer:
             """The functions on a band read with one vector per row (columns come transposed)."""
             if down:
                 return _reduce.down_columns(vectors, f_list)
-            if vectorised:
-                return [cast(Callable[..., Any], f)(vectors, axis=1) for f in f_list]
+            if at_once is not None:
+                return [reduce(vectors) for reduce in at_once]
             return [np.apply_along_axis(f, 1, vectors) for f in f_list]
 
         if vectorised:
