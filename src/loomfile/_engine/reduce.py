@@ -193,7 +193,7 @@ REDUCTIONS: tuple[Reduction, ...] = (
 def find(f: Callable[..., Any]) -> Reduction | None:
     """The reduction ``map()`` recognises the function ``f`` as, if any."""
     for reduction in REDUCTIONS:
-        if any(f is g for g in reduction.numpy_functions):
+        if f in reduction.numpy_functions:
             return reduction
     return None
 
