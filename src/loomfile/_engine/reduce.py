@@ -15,8 +15,9 @@ recognises as it, and the ways it can be computed (None where it cannot):
 
 Adding a reduction is one new entry in ``REDUCTIONS``, say
 ``Reduction("nanmean", (np.nanmean,), band=along_rows(np.nanmean), grouped=each_group(np.nanmean))``:
-``map()``, ``handles``/``down_columns`` and ``aggregate()`` look everything up here
-(``tests/test_reduce.py`` adds entries this way, for the length of a test).
+``map()`` (``on_bands``, ``handles``, ``down_columns``) and ``aggregate()`` (``named``,
+``grouped_names``) look everything up here, in the tuple as it is at the call (no ``register()``:
+the tuple is the one list; ``tests/test_reduce_registry.py`` swaps in extra entries for a test).
 
 Down the columns: ``map(axis=1)`` calls its functions on each column, as loompy does. On a C-ordered
 band, numpy's ``axis=0`` reductions sum in another order than on a column alone (row after row, not
