@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import scipy.sparse as sparse
@@ -50,13 +50,6 @@ def _shape_values(
         msg = f"Cannot assign values of shape {arr.shape} to a selection of shape {target} in {what}"
         raise LoomValueError(msg) from None
     return fmt.cast_for_layer(arr.reshape(rows.size, cols.size), dtype, what)
-
-
-# numpy reductions that give, on a C-ordered float block with axis=1, exactly what they give on each
-# row alone (the same pairwise summation over the same contiguous values).
-REDUCTIONS: frozenset[Callable[..., Any]] = frozenset(
-    {np.mean, np.std, np.var, np.sum, np.max, np.min, np.amax, np.amin, np.count_nonzero, np.median}
-)
 
 
 def bands(n: int, width: int, start: int = 0) -> Iterator[slice]:
@@ -157,7 +150,7 @@ class LoomLayer:
         """(band, vectors) over every row (axis 0) or column (axis 1) (those in ``part`` if given), a
         chunk-aligned band at a time; one vector per row of ``vectors`` (column bands come transposed)."""
         n = self.shape[axis]
-        chunk = (self._dataset().chunks or (64, 64))[axis]
+        chunk = fmt.work_chunks(self._dataset().chunks)[axis]
         lo, hi = (0, n) if part is None else (part.start, part.stop)
         blocks = ((*_band_key(b, n, axis, other), b) for b in bands(hi, band_width(other.size, chunk), lo))
         return self._blocks(blocks, transposed=axis == 1)
@@ -219,7 +212,9 @@ class LoomLayer:
         shape = self.shape
         results = [np.zeros(part.stop - part.start) for _ in f_list]
 
-        vectorised = self.dtype.kind == "f" and all(f in REDUCTIONS for f in f_list)
+        # numpy reductions run on whole bands (see _engine.reduce.REDUCTIONS)
+        at_once = _reduce.on_bands(f_list) if self.dtype.kind == "f" else None
+        vectorised = at_once is not None
         # down the columns of bands read as stored, not transposed (see _engine.reduce)
         down = axis == 1 and _reduce.handles(f_list, self.dtype)
 
@@ -227,14 +222,14 @@ class LoomLayer:
             """The functions on a band read with one vector per row (columns come transposed)."""
             if down:
                 return _reduce.down_columns(vectors, f_list)
-            if vectorised:
-                return [cast(Callable[..., Any], f)(vectors, axis=1) for f in f_list]
+            if at_once is not None:
+                return [reduce(vectors) for reduce in at_once]
             return [np.apply_along_axis(f, 1, vectors) for f in f_list]
 
         if vectorised:
             # numpy reductions release the GIL: read and reduce each band on the pool.
             store, name = self._store, self.name
-            n, chunk = shape[axis], (self._dataset().chunks or (64, 64))[axis]
+            n, chunk = shape[axis], fmt.work_chunks(self._dataset().chunks)[axis]
 
             def task(b: slice) -> tuple[slice, list[Any]]:
                 key = _band_key(b, n, axis, other)
@@ -274,7 +269,7 @@ class LoomLayer:
     def _permute(self, ordering: np.ndarray, *, axis: int, tick: Tick = nothing) -> None:
         """Reorder the rows (axis 0) or columns (axis 1) in place, one band of the other axis at a time."""
         shape = self.shape
-        chunk = (self._dataset().chunks or (64, 64))[1 - axis]
+        chunk = fmt.work_chunks(self._dataset().chunks)[1 - axis]
         permuted = AxisSelection.full(shape[axis])
         for band in bands(shape[1 - axis], band_width(shape[axis], chunk)):
             other = AxisSelection.from_key(band, shape[1 - axis], 1 - axis)

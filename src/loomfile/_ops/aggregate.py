@@ -2,7 +2,8 @@
 
 The matrix is read in bands of rows, each band reduced over the columns of every group at once:
 the columns are put in group order and reduced with numpy's ``reduceat`` (or, for functions with no
-such form, group by group). Empty groups cannot occur (groups come from the labels present).
+such form, group by group): see the registry of reductions, ``_engine.reduce.REDUCTIONS``. Empty
+groups cannot occur (groups come from the labels present).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._engine import reduce as _reduce
 from .._errors import LoomValueError
 from .._warn import warn_caller
 
@@ -19,7 +21,6 @@ if TYPE_CHECKING:
     from .._core.connection import Connection
 
 CA_FUNCS = ("first", "mean", "mode", "tally")
-MATRIX_FUNCS = ("sum", "mean", "max", "min", "first", "last", "std", "var", "median", "prod", "count")
 
 
 class Groups:
@@ -42,36 +43,14 @@ class Groups:
         (columns x rows) array, so that every reduction runs down whole contiguous rows (in the
         same order of additions as along the columns)."""
         v = np.take(values.T, self.order, axis=0).astype(np.float64, copy=False)
+        grouped = _reduce.GroupedValues(v, self.starts, self.counts)
         if callable(func):
-            return np.stack([np.apply_along_axis(func, 1, part.T) for part in self._parts(v)])
-        if func == "sum":
-            return np.add.reduceat(v, self.starts, axis=0)
-        if func == "prod":
-            return np.multiply.reduceat(v, self.starts, axis=0)
-        if func == "mean":
-            return np.add.reduceat(v, self.starts, axis=0) / self.counts[:, None]
-        if func == "max":
-            return np.maximum.reduceat(v, self.starts, axis=0)
-        if func == "min":
-            return np.minimum.reduceat(v, self.starts, axis=0)
-        if func == "first":
-            return v[self.starts]
-        if func == "last":
-            return v[self.starts + self.counts - 1]
-        if func == "count":
-            return np.broadcast_to(self.counts.astype(np.float64)[:, None], (self.n, v.shape[1])).copy()
-        if func in ("var", "std"):
-            mean = np.add.reduceat(v, self.starts, axis=0) / self.counts[:, None]
-            deviation = v - np.repeat(mean, self.counts, axis=0)
-            var = np.add.reduceat(deviation * deviation, self.starts, axis=0) / self.counts[:, None]
-            return np.sqrt(var) if func == "std" else var
-        if func == "median":
-            return np.stack([np.median(part, axis=0) for part in self._parts(v)])
-        msg = f"aggr_by must be one of {', '.join(MATRIX_FUNCS)} or a function, not {func!r}"
-        raise LoomValueError(msg)
-
-    def _parts(self, v: np.ndarray) -> list[np.ndarray]:
-        return [v[s : s + c] for s, c in zip(self.starts.tolist(), self.counts.tolist(), strict=True)]
+            return np.stack([np.apply_along_axis(func, 1, part.T) for part in grouped.parts()])
+        reduction = _reduce.named(func)
+        if reduction is None or reduction.grouped is None:
+            msg = f"aggr_by must be one of {', '.join(_reduce.grouped_names())} or a function, not {func!r}"
+            raise LoomValueError(msg)
+        return reduction.grouped(grouped)
 
     def first(self, values: np.ndarray) -> np.ndarray:
         return values[self.order[self.starts]]
@@ -144,8 +123,8 @@ def aggregate(
     if labels.ndim != 1 or labels.shape[0] != ds.shape[1]:
         msg = f"group_by must give one label per column ({ds.shape[1]}), not an array of shape {labels.shape}"
         raise LoomValueError(msg)
-    if not callable(aggr_by) and aggr_by not in MATRIX_FUNCS:
-        msg = f"aggr_by must be one of {', '.join(MATRIX_FUNCS)} or a function, not {aggr_by!r}"
+    if not callable(aggr_by) and aggr_by not in _reduce.grouped_names():
+        msg = f"aggr_by must be one of {', '.join(_reduce.grouped_names())} or a function, not {aggr_by!r}"
         raise LoomValueError(msg)
     unknown = {k: f for k, f in (aggr_ca_by or {}).items() if f not in CA_FUNCS}
     if unknown:
