@@ -16,8 +16,7 @@ from .._format import spec as fmt
 from .._format.loompy_api import materialize_attr_values
 from .._selection import AxisSelection, normalize_axis_key
 from .._store.store import store_of
-from .backends import ATTRIBUTES, GLOBALS, Backend, backend_over
-from .mapping import NamedMapping
+from .backends import ATTRIBUTES, GLOBALS, BackedMapping, Backend, backend_over
 
 _AXIS_WORD = ("Row", "Column")
 _NO_DEFAULT: Any = object()
@@ -34,7 +33,7 @@ def _loompy_style_values(ds: Any, axis: int) -> tuple[dict[str, np.ndarray], int
     return values, int(ds.shape[axis])
 
 
-class AttributeManager(NamedMapping[np.ndarray]):
+class AttributeManager(BackedMapping[np.ndarray]):
     """Row (axis 0) or column (axis 1) attributes: a dict of arrays, one value per row/column.
 
     Values always come back as ``np.ndarray`` (strings as object arrays of ``str``) and are read
@@ -79,15 +78,6 @@ class AttributeManager(NamedMapping[np.ndarray]):
     def axis(self) -> int:
         return self._axis
 
-    def _n(self) -> int:
-        return self._backend.n
-
-    def _names(self) -> list[str]:
-        return self._backend.names()
-
-    def _get(self, name: str) -> np.ndarray:
-        return self._backend.get(name)
-
     def _set(self, name: str, value: Any) -> None:
         fmt.check_name(f"{_AXIS_WORD[self._axis]} attribute", name)
         self._backend.require_writable(f"write {self._kind} {name!r}")
@@ -100,9 +90,6 @@ class AttributeManager(NamedMapping[np.ndarray]):
             )
             raise LoomValueError(msg)
         self._backend.set(name, values)
-
-    def _delete(self, name: str) -> None:
-        self._backend.delete(name)
 
     def __getitem__(self, key: Any) -> Any:
         """An attribute by name; several names stacked; or, for an index, a sliced copy of all."""
@@ -158,7 +145,7 @@ class AttributeManager(NamedMapping[np.ndarray]):
             self[name] = self._get(name)[ordering]
 
 
-class GlobalAttributeManager(NamedMapping[Any]):
+class GlobalAttributeManager(BackedMapping[Any]):
     """File-level attributes (``ds.attrs``): scalars or arrays of numbers or strings.
 
     Spec-3 files keep them as datasets under ``/attrs``; older files as HDF5 attributes on the root
@@ -181,20 +168,11 @@ class GlobalAttributeManager(NamedMapping[Any]):
     def in_memory(cls, values: dict[str, Any]) -> GlobalAttributeManager:
         return cls(None, values=values)
 
-    def _names(self) -> list[str]:
-        return self._backend.names()
-
-    def _get(self, name: str) -> Any:
-        return self._backend.get(name)
-
     def _set(self, name: str, value: Any) -> None:
         fmt.check_name("Global attribute", name)
         self._backend.require_writable(f"write global attribute {name!r}")
         normalized = fmt.normalize_values(value, f"Global attribute {name!r}", allow_scalar=True)
         self._backend.set(name, normalized)
-
-    def _delete(self, name: str) -> None:
-        self._backend.delete(name)
 
     def get(self, name: str, default: Any = None) -> Any:
         return self[name] if name in self else default

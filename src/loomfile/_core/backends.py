@@ -23,6 +23,7 @@ from .._errors import LoomFormatError
 from .._format import spec as fmt
 from .._store.changes import META
 from .._store.store import LoomStore
+from .mapping import NamedMapping
 
 V = TypeVar("V")
 
@@ -313,3 +314,22 @@ def backend_over(
     if store is not None:
         return StoreBackend(store, kind, axis)
     return MemoryBackend(kind, {} if values is None else values, length)
+
+
+class BackedMapping(NamedMapping[V]):
+    """A manager whose values live in a backend: names, values, deletion and the length along the
+    axis come from it; subclasses check and normalise what is written (``_set``)."""
+
+    _backend: Backend[V]
+
+    def _n(self) -> int:
+        return self._backend.n
+
+    def _names(self) -> list[str]:
+        return self._backend.names()
+
+    def _get(self, name: str) -> V:
+        return self._backend.get(name)
+
+    def _delete(self, name: str) -> None:
+        self._backend.delete(name)

@@ -15,8 +15,7 @@ from .._errors import LoomKeyError, LoomValueError
 from .._format import spec as fmt
 from .._selection import AxisSelection, normalize_axis_key
 from .._store.store import store_of
-from .backends import GRAPHS, Backend, backend_over
-from .mapping import NamedMapping
+from .backends import GRAPHS, BackedMapping, Backend, backend_over
 
 _AXIS_WORD = ("Row", "Column")
 
@@ -108,7 +107,7 @@ def subgraph(g: sparse.coo_matrix, indices: np.ndarray) -> sparse.coo_matrix:
     return sparse.coo_matrix((g.data[edge], (new_a, new_b)), shape=(m, m))
 
 
-class GraphManager(NamedMapping[sparse.coo_matrix]):
+class GraphManager(BackedMapping[sparse.coo_matrix]):
     """Graphs whose vertices are the rows (axis 0) or the columns (axis 1).
 
     Examples
@@ -145,23 +144,11 @@ class GraphManager(NamedMapping[sparse.coo_matrix]):
     def _kind(self) -> str:  # type: ignore[override]
         return f"{_AXIS_WORD[self._axis].lower()} graph"
 
-    def _n(self) -> int:
-        return self._backend.n
-
-    def _names(self) -> list[str]:
-        return self._backend.names()
-
-    def _get(self, name: str) -> sparse.coo_matrix:
-        return self._backend.get(name)
-
     def _set(self, name: str, value: Any) -> None:
         fmt.check_name(f"{_AXIS_WORD[self._axis]} graph", name)
         self._backend.require_writable(f"write {self._kind} {name!r}")
         g = to_coo(value, self._n(), f"{_AXIS_WORD[self._axis]} graph {name!r}")
         self._backend.set(name, g)
-
-    def _delete(self, name: str) -> None:
-        self._backend.delete(name)
 
     def __getitem__(self, key: Any) -> Any:
         """A graph by name; the first existing of several names; or, for an index, subgraphs of all."""

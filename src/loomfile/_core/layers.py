@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sparse
 
 from .. import _progress
@@ -324,6 +325,80 @@ class MemoryLoomLayer:
         self.values = self.values[ordering, :] if axis == 0 else self.values[:, ordering]
 
 
+class _FileLayers:
+    """The layers of a file: handles that read on demand, whole-layer writes through the store."""
+
+    def __init__(self, store: LoomStore) -> None:
+        self._store = store
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._store.shape
+
+    def store(self, action: str) -> LoomStore:
+        return self._store
+
+    def names(self) -> list[str]:
+        return self._store.layer_names()
+
+    def handle(self, name: str) -> LoomLayer:
+        return LoomLayer(name, self._store)
+
+    def block(self, name: str, rows: AxisSelection, cols: AxisSelection, buffers: Recycler | None) -> np.ndarray:
+        out = None
+        if buffers is not None:
+            out = buffers.get(name, (rows.size, cols.size), self._store.layer_dtype(name))
+        return self._store.read_layer(name, rows, cols, out=out)
+
+    def set(self, name: str, value: Any) -> None:
+        self._store.require_writable(f"write layer {name!r}")
+        write_new_layer(self._store, name, value)
+
+    def delete(self, name: str) -> None:
+        self._store.delete_layer(name)
+
+    def permute(self, name: str, ordering: np.ndarray, axis: int, tick: Tick) -> None:
+        self.handle(name)._permute(ordering, axis=axis, tick=tick)
+
+
+class _MemoryLayers:
+    """The layers of a view: whole matrices in memory, of the view's shape."""
+
+    def __init__(self, layers: dict[str, MemoryLoomLayer], shape: tuple[int, int]) -> None:
+        self._layers = layers
+        self.shape = shape
+
+    def store(self, action: str) -> LoomStore:
+        msg = f"A view's layers live in memory: cannot {action} (assign a whole matrix: view.layers[name] = m)"
+        raise LoomValueError(msg)
+
+    def names(self) -> list[str]:
+        return list(self._layers)
+
+    def handle(self, name: str) -> MemoryLoomLayer:
+        return self._layers[name]
+
+    def block(self, name: str, rows: AxisSelection, cols: AxisSelection, buffers: Recycler | None) -> np.ndarray:
+        return take(self._layers[name].values, rows, cols)
+
+    def set(self, name: str, value: Any) -> None:
+        check_layer_value(value, name, None)  # dtype, NaN, 2-D: as for a file's layers
+        matrix = value.values if isinstance(value, MemoryLoomLayer) else np.asarray(value)
+        if name != "" and matrix.shape != self.shape:
+            msg = f"Layer {name!r} has shape {matrix.shape}; the view has shape {self.shape}"
+            raise LoomValueError(msg)
+        self._layers[name] = MemoryLoomLayer(name, matrix)
+
+    def delete(self, name: str) -> None:
+        if name == "":
+            msg = "The main matrix (layer '') cannot be deleted"
+            raise LoomValueError(msg)
+        del self._layers[name]
+
+    def permute(self, name: str, ordering: np.ndarray, axis: int, tick: Tick) -> None:
+        self._layers[name].permute(ordering, axis=axis)
+
+
 class LayerManager(NamedMapping[Any]):
     """The layers of a file or view, by name; "" is the main matrix.
 
@@ -334,7 +409,7 @@ class LayerManager(NamedMapping[Any]):
     >>> ds.layers["spliced"][:, 10]              # one column of a layer
     """
 
-    _fields = frozenset({"_store", "_memory", "_shape"})
+    _fields = frozenset({"_layers"})
     _kind = "layer"
 
     def __init__(
@@ -350,35 +425,67 @@ class LayerManager(NamedMapping[Any]):
         if ds is not None and store is None:
             msg = f"LayerManager needs a connection, not {type(ds).__name__}"
             raise LoomValueError(msg)
-        self._store = store
-        self._memory = layers
-        self._shape = shape
+        self._layers: _FileLayers | _MemoryLayers = (
+            _FileLayers(store) if store is not None else _MemoryLayers({} if layers is None else layers, shape)
+        )
 
     @classmethod
     def in_memory(cls, layers: dict[str, MemoryLoomLayer], shape: tuple[int, int]) -> LayerManager:
         return cls(None, layers=layers, shape=shape)
 
+    @property
+    def _shape(self) -> tuple[int, int]:
+        return self._layers.shape
+
+    def create(
+        self,
+        name: str,
+        shape: tuple[int, int],
+        dtype: npt.DTypeLike,
+        fill: Callable[[LayerWriter], None] | None = None,
+    ) -> None:
+        """Create (or replace) layer ``name`` and write it piece by piece, for matrices larger than
+        memory: ``fill(writer)`` calls ``writer.write(row, col, block)`` for each block, in any order
+        (what it never writes reads as zeros). The layer appears only once ``fill`` returns; if
+        ``fill`` raises, the file keeps what it had.
+
+        Examples
+        --------
+        >>> def fill(writer):
+        ...     for lo in range(0, n_cols, 1024):
+        ...         writer.write(0, lo, next_band_of_columns())   # rows x up to 1024 columns
+        >>> ds.layers.create("", (n_rows, n_cols), "int32", fill)
+        """
+        fmt.check_name("Layer", name, allow_empty=True)
+        what = "The main matrix" if name == "" else f"Layer {name!r}"
+        checked = fmt.check_matrix_dtype(dtype, what)
+        if len(shape) != 2 or any(not isinstance(n, int | np.integer) or n < 0 for n in shape):
+            msg = f"{what} needs a shape of two non-negative ints, not {shape!r}"
+            raise LoomValueError(msg)
+        size = (int(shape[0]), int(shape[1]))
+        store = self._layers.store("create a layer piece by piece")
+        current = store.shape
+        if current == (0, 0) and name != "":
+            msg = f"Layer {name!r} cannot be created before the main matrix"
+            raise LoomValueError(msg)
+        if current != (0, 0) and size != current:
+            msg = f"{what} would be {size[0]} x {size[1]}; the file is {current[0]} x {current[1]}"
+            raise LoomValueError(msg)
+        store.require_writable(f"create {what[0].lower()}{what[1:]}")
+        store.create_layer(name, size, checked, fill=fill)
+
     def _names(self) -> list[str]:
-        if self._memory is not None:
-            return list(self._memory)
-        assert self._store is not None
-        return self._store.layer_names()
+        return self._layers.names()
 
     def _get(self, name: str) -> Any:
-        if self._memory is not None:
-            return self._memory[name]
-        assert self._store is not None
-        return LoomLayer(name, self._store)
+        return self._layers.handle(name)
 
     def __getitem__(self, key: Any) -> Any:
         """A layer by name, or (for a 2-D index) every layer sliced, in memory."""
         if isinstance(key, str):
             return super().__getitem__(key)
-        rows, cols = normalize_key(key, self._file_shape())
+        rows, cols = normalize_key(key, self._layers.shape)
         return self._select(rows, cols)
-
-    def _file_shape(self) -> tuple[int, int]:
-        return self._shape if self._store is None else self._store.shape
 
     def _select(
         self,
@@ -389,42 +496,18 @@ class LayerManager(NamedMapping[Any]):
     ) -> LayerManager:
         """Every layer (or those named) restricted to ``rows`` x ``cols``, in memory (read into
         ``buffers`` when given)."""
-        selected: dict[str, MemoryLoomLayer] = {}
-        for name in self._names() if names is None else names:
-            if self._memory is not None:
-                block = take(self._memory[name].values, rows, cols)
-            else:
-                assert self._store is not None
-                out = None
-                if buffers is not None:
-                    out = buffers.get(name, (rows.size, cols.size), self._store.layer_dtype(name))
-                block = self._store.read_layer(name, rows, cols, out=out)
-            selected[name] = MemoryLoomLayer(name, block)
+        selected = {
+            name: MemoryLoomLayer(name, self._layers.block(name, rows, cols, buffers))
+            for name in (self._names() if names is None else names)
+        }
         return LayerManager.in_memory(selected, (rows.size, cols.size))
 
     def _set(self, name: str, value: Any) -> None:
         fmt.check_name("Layer", name, allow_empty=True)
-        if self._memory is not None:
-            check_layer_value(value, name, None)  # dtype, NaN, 2-D: as for a file's layers
-            matrix = value.values if isinstance(value, MemoryLoomLayer) else np.asarray(value)
-            if name != "" and matrix.shape != self._shape:
-                msg = f"Layer {name!r} has shape {matrix.shape}; the view has shape {self._shape}"
-                raise LoomValueError(msg)
-            self._memory[name] = MemoryLoomLayer(name, matrix)
-            return
-        assert self._store is not None
-        self._store.require_writable(f"write layer {name!r}")
-        write_new_layer(self._store, name, value)
+        self._layers.set(name, value)
 
     def _delete(self, name: str) -> None:
-        if self._memory is not None:
-            if name == "":
-                msg = "The main matrix (layer '') cannot be deleted"
-                raise LoomValueError(msg)
-            del self._memory[name]
-            return
-        assert self._store is not None
-        self._store.delete_layer(name)
+        self._layers.delete(name)
 
     def last_modified(self, name: str | None = None) -> str:
         """When the layer (or, without a name, the most recently changed layer) was last modified."""
@@ -435,11 +518,7 @@ class LayerManager(NamedMapping[Any]):
 
     def _permute(self, ordering: np.ndarray, *, axis: int, tick: Tick = nothing) -> None:
         for name in self._names():
-            layer = self._get(name)
-            if isinstance(layer, MemoryLoomLayer):
-                layer.permute(ordering, axis=axis)
-            else:
-                layer._permute(ordering, axis=axis, tick=tick)
+            self._layers.permute(name, ordering, axis, tick)
 
 
 def check_map_args(f_list: Any, axis: Any) -> None:

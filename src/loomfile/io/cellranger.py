@@ -459,7 +459,7 @@ def create_from_cellranger(
 
     path = os.path.join(outdir, f"{name}.loom")
     with new(path, file_attrs=_file_attrs(where.run, counts.genome, file_attrs)) as ds:
-        ds._store.create_layer("", shape, fmt.check_matrix_dtype(counts.dtype, "The matrix"), fill=fill)
+        ds.layers.create("", shape, counts.dtype, fill=fill)
         for name, values in row_attrs.items():
             ds.ra[name] = values
         for name, values in col_attrs.items():

@@ -251,9 +251,7 @@ def create_from_tsv(
         new(out_file, file_attrs=file_attrs) as ds,
         _progress.bar(len(targets), "importing", progress, "rows") as tick,
     ):
-        ds._store.create_layer(
-            "", (n_rows, len(cell_ids)), matrix_dtype, fill=_fill(tsv_file, delim, targets, tick)
-        )
+        ds.layers.create("", (n_rows, len(cell_ids)), matrix_dtype, fill=_fill(tsv_file, delim, targets, tick))
         for name, values in row_attrs.items():
             ds.ra[name] = values
         for name, values in col_attrs.items():
